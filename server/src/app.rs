@@ -1,0 +1,220 @@
+//! The assembled server: shared state, the router, and the one entry point that runs both listeners.
+//!
+//! The server is a library first. [`App::build`] takes a validated [`Config`], opens and migrates the
+//! database and loads every key (failing fast, naming the variable, when one is unusable); [`App::serve`]
+//! takes already-bound listeners and a shutdown future. The binary, the tests and `connrun demo` all start
+//! the server the same way, on whatever ports they bound (port 0 in tests).
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio::net::TcpListener;
+
+use crate::audit::AuditLog;
+use crate::auth::{Authenticator, parse_basic};
+use crate::burst::BurstLimiter;
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::error::{ApiError, ErrorCode};
+use crate::export::{ExportService, WorkerPool};
+use crate::layer_key::{LayerKeyError, LayerSigner};
+use crate::metrics::Metrics;
+use crate::phr::{self, AuthMode, Caller, RequestMeta};
+use crate::storage::{BlobStore, StorageError};
+use crate::tls::TlsSetupError;
+use crate::{ops, serverinfo};
+
+/// Total request-header bytes accepted before answering 431 (hyper's own limit is far higher and answers
+/// without the JSON body).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+/// The state shared by all requests.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub db: Db,
+    pub audit: AuditLog,
+    pub auth: Authenticator,
+    /// `None` only when started with the explicit opt-out; PHR-06 then answers 503.
+    pub layer: Option<LayerSigner>,
+    pub images: BlobStore,
+    /// PHR-07 bytes per client in the sliding window.
+    pub image_budget: BurstLimiter,
+    pub metrics: Metrics,
+    /// Phase F: artifact storage and the worker wake-up (settings in `config.export`).
+    pub export: ExportService,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    LayerKey(#[from] LayerKeyError),
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    #[error("PHR_IMAGE_STORE_DIR: {0}")]
+    Storage(#[from] StorageError),
+    #[error("export storage (PHR_EXPORT_STORAGE_TYPE / PHR_EXPORT_FS_BASE / PHR_EXPORT_S3_*): {0}")]
+    ExportStorage(#[source] StorageError),
+    #[error("password hashing unavailable: {0}")]
+    Auth(String),
+}
+
+/// The already-bound sockets the server serves on.
+pub struct Listeners {
+    /// HTTPS with client certificates.
+    pub phr: TcpListener,
+    /// Plain HTTP for /healthz, /readyz, /metrics.
+    pub ops: TcpListener,
+}
+
+/// A built server, ready to serve.
+pub struct App {
+    pub state: AppState,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+/// Installs aws-lc-rs as rustls' process-wide provider; harmless when already installed.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+impl App {
+    /// Connects to and migrates the database, loads keys and TLS material.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        install_crypto_provider();
+        let tls = crate::tls::server_config(&config.tls)?;
+        let layer = LayerSigner::load(&config.layer)?;
+        match &layer {
+            Some(signer) => tracing::info!(fingerprint = signer.fingerprint(), "Layer ID key loaded"),
+            None => tracing::warn!("started without a Layer ID key (PHR_LAYER_KEY_OPTIONAL); PHR-06 answers 503"),
+        }
+        let db = Db::connect(&config.database_url).await?;
+        let applied = db.migrate().await?;
+        for migration in &applied {
+            tracing::info!(version = migration.version, description = %migration.description, "migration applied");
+        }
+        let images = BlobStore::local(&config.image_store_dir)?;
+        let auth = Authenticator::new(db.clone()).map_err(|e| StartupError::Auth(e.to_string()))?;
+        let image_budget = BurstLimiter::new(config.image.burst_bytes, config.image.burst_window);
+        let audit = AuditLog::new(db.clone(), config.clock.clone());
+        let export = ExportService::new(&config.export).map_err(StartupError::ExportStorage)?;
+        let shared =
+            Shared { config, db, audit, auth, layer, images, image_budget, metrics: Metrics::default(), export };
+        Ok(Self { state: AppState(Arc::new(shared)), tls })
+    }
+
+    /// The PHR router (without the TLS layer), for the accept loop.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .nest(phr::PHR_BASE, phr::routes())
+            .route("/openDolphin/resources/serverinfo/{*key}", axum::routing::get(serverinfo::fetch))
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(self.state.clone(), observe))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves both listeners until `shutdown` resolves, then drains in-flight requests and closes the pool.
+    pub async fn serve(self, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let ops_router = ops::routes(self.state.clone());
+        let mut ops_stop = stop_rx.clone();
+        let ops_task = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = ops_stop.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(listeners.ops, ops_router).with_graceful_shutdown(stopped).await {
+                tracing::error!(%error, "ops listener failed");
+            }
+        });
+        let workers = WorkerPool::start(self.state.clone(), stop_rx.clone());
+        let grace = self.state.config.shutdown_grace;
+        let router = self.router();
+        let phr_stop = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; draining in-flight requests");
+            let _ = stop_tx.send(true);
+        };
+        crate::tls::serve(listeners.phr, self.tls.clone(), router, phr_stop, grace).await;
+        let _ = ops_task.await;
+        workers.stop().await;
+        self.state.db.close().await;
+    }
+}
+
+impl AppState {
+    /// Applies the common request rules and authenticates the caller (PHR_API.md §1–§2).
+    pub async fn authenticate(&self, meta: &RequestMeta, mode: AuthMode, trace_id: String) -> Result<Caller, ApiError> {
+        let facility_header = meta.header("x-facility-id")?.filter(|f| !f.is_empty()).map(str::to_owned);
+        let client_cert = meta.client_cert().cloned();
+        if mode == AuthMode::CertificateOnly {
+            let subject = client_cert.as_ref().map(|c| c.subject.clone()).unwrap_or_default();
+            return Ok(Caller {
+                facility_id: facility_header.unwrap_or_default(),
+                user_id: format!("cert:{subject}"),
+                display_name: None,
+                role: None,
+                trace_id,
+                client_cert,
+            });
+        }
+        let facility_header = facility_header
+            .ok_or_else(|| ApiError::new(ErrorCode::MissingFacilityId, "X-Facility-Id header is required"))?;
+        let credentials = parse_basic(meta.headers.get(axum::http::header::AUTHORIZATION))?;
+        let facility = credentials.facility_id.clone().unwrap_or_else(|| facility_header.clone());
+        let account = self.auth.authenticate(&credentials, &facility).await?;
+        let caller = Caller {
+            facility_id: account.facility_id,
+            user_id: account.user_id,
+            display_name: account.display_name,
+            role: Some(account.role),
+            trace_id,
+            client_cert,
+        };
+        caller.require_facility(&facility_header)?;
+        Ok(caller)
+    }
+}
+
+/// Metrics for every request, and the header-size limit with the JSON error body.
+async fn observe(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let header_bytes: usize = request.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    let response = if header_bytes > MAX_HEADER_BYTES {
+        ApiError::new(ErrorCode::InvalidParameter, format!("request headers exceed {MAX_HEADER_BYTES} bytes"))
+            .with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            .into_response_with_trace(None)
+    } else {
+        next.run(request).await
+    };
+    app.metrics.request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn not_found() -> Response {
+    ApiError::new(ErrorCode::InvalidParameter, "no such resource")
+        .with_status(StatusCode::NOT_FOUND)
+        .into_response_with_trace(None)
+}

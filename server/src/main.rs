@@ -1,0 +1,181 @@
+//! The `phr-server` binary: a thin command line over the `phr_server` library.
+//!
+//! Exit codes: 0 success; 1 a check found a problem (`audit verify`, `check-secrets`); 2 the command could not
+//! do its job (bad configuration, database unreachable).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use phr_server::config::{LayerKeyArgs, ServeArgs};
+use phr_server::seed::SeedArgs;
+use phr_server::{App, Db, Listeners, audit, secrets, storage};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "phr-server",
+    version,
+    about = "The PHR (adm20) REST API: mTLS + Basic, Layer ID JWT, images, container, audit trail"
+)]
+#[command(
+    after_help = "Example:\n  PHR_TLS_CERT=server.pem PHR_TLS_KEY=server.key PHR_TLS_CLIENT_CA=clients-ca.pem \\\n  PHR_LAYER_PRIVATE_KEY_PATH=layer.pk8 PHR_LAYER_KEY_ID=layer-1 PHR_LAYER_PROVIDER_ID=opd \\\n  phr-server serve"
+)]
+struct Cli {
+    /// Database URL: postgres://user@host/db or sqlite:path (the embedded default).
+    #[arg(long, env = "PHR_DATABASE_URL", default_value = "sqlite:data/phr.db", global = true)]
+    database_url: String,
+
+    /// Log format: text or json.
+    #[arg(long, env = "PHR_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the PHR API (HTTPS, client certificate required) and the ops endpoints.
+    Serve(Box<ServeArgs>),
+    /// Apply pending migrations; with --dry-run apply them inside a transaction and roll back.
+    Migrate {
+        /// Apply inside a transaction, print what was done, then roll back.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Fill the database with a deterministic synthetic data set.
+    Seed {
+        #[command(flatten)]
+        args: SeedArgs,
+        /// Folder holding image blobs.
+        #[arg(long, env = "PHR_IMAGE_STORE_DIR", default_value = "data/images")]
+        image_store_dir: std::path::PathBuf,
+    },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Check the secrets the server would need; prints one line per item, never a secret value.
+    CheckSecrets(Box<CheckSecretsArgs>),
+}
+
+/// Flags of `check-secrets`: the profile, and the same variables `serve` reads.
+#[derive(Debug, clap::Args)]
+struct CheckSecretsArgs {
+    #[arg(long, value_enum, default_value = "all")]
+    profile: secrets::Profile,
+    #[command(flatten)]
+    layer: LayerKeyArgs,
+    #[command(flatten)]
+    export: phr_server::export::ExportArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain of d_audit_event and report the first broken link (exit 1 if any).
+    Verify,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("phr-server: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.validate(&cli.database_url)?;
+            let listeners = Listeners {
+                phr: tokio::net::TcpListener::bind(args.listen).await?,
+                ops: tokio::net::TcpListener::bind(args.ops_listen).await?,
+            };
+            let app = App::build(config).await?;
+            tracing::info!(phr = %args.listen, ops = %args.ops_listen, "phr-server listening");
+            app.serve(listeners, shutdown_signal()).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { dry_run } => {
+            let db = Db::connect(&cli.database_url).await?;
+            let applied = if dry_run { db.migrate_dry_run().await? } else { db.migrate().await? };
+            let verb = if dry_run { "would apply (rolled back)" } else { "applied" };
+            if applied.is_empty() {
+                println!("no pending migrations ({})", db.backend());
+            }
+            for m in &applied {
+                println!("{verb}: {} {}", m.version, m.description);
+            }
+            println!("{}", if dry_run { "ROLLBACK" } else { "COMMIT" });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seed { args, image_store_dir } => {
+            let db = Db::connect(&cli.database_url).await?;
+            db.migrate().await?;
+            let images = storage::BlobStore::local(&image_store_dir)?;
+            let report = phr_server::seed::run(&db, &images, &args).await?;
+            println!("seeded: {report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let db = Db::connect(&cli.database_url).await?;
+            let log = audit::AuditLog::new(db, phr_server::Clock::System);
+            let report = log.verify().await?;
+            match report.first_broken {
+                None => {
+                    println!("audit chain intact: {} rows checked", report.rows_checked);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(broken) => {
+                    println!("audit chain BROKEN at id {}: {}", broken.id, broken.problem);
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::CheckSecrets(args) => {
+            let lines = secrets::check(args.profile, &args.layer, &args.export);
+            for line in &lines {
+                println!("{} {}: {}", if line.ok { "OK  " } else { "FAIL" }, line.item, line.detail);
+            }
+            Ok(if lines.iter().all(|l| l.ok) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PHR_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,554 @@
+//! Phase F endpoints: `POST /export`, `GET|DELETE /status/{jobId}`, `GET /export/{jobId}/artifact`.
+//!
+//! The handlers validate, check the facility, and translate between HTTP and the export subsystem
+//! ([`crate::export`]): jobs are rows, the work happens in the worker pool, and the artifact comes back only
+//! through a signed, single-use, short-lived https URL minted when the status of a finished job is read.
+//! Decisions where the spec is silent: a job of another facility answers 403 forbiddenFacility (the spec's
+//! rule for other facilities' data; job ids are random UUIDs, so this reveals nothing guessable); every
+//! requested patient must exist in the caller's facility at submission (404 patientNotFound naming them);
+//! an `X-Forwarded-Proto: http` from a trusted proxy refuses any export call with 400 insecureScheme; the
+//! artifact URL requires the same mTLS + Basic + facility as every PHR call, on top of its signature.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::Response;
+use bytes::Bytes;
+use chrono::NaiveDate;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::audit::Action;
+use crate::error::{ApiError, ErrorCode};
+use crate::export::config::normalise_public_base;
+use crate::export::job::{self, ExportSpec, JobRow, JobState, NewJob};
+use crate::export::signed_url::{self, IssueRequest, RedeemError};
+use crate::phr::{self, AuthMode, Caller, PHR_BASE, Reply, RequestMeta, read_body};
+use crate::storage::StorageError;
+
+/// Largest `POST /export` body (room for the maximum number of patient ids).
+const MAX_EXPORT_BODY: usize = 4 * 1024 * 1024;
+/// Longest patient id accepted (the column width).
+const MAX_PATIENT_ID_CHARS: usize = 64;
+/// Patient ids checked per existence query at submission.
+const EXISTENCE_BATCH: usize = 200;
+/// Who issues the URLs, for `PHR_SIGNED_URL_ISSUED.signedUrlIssuer`.
+const SIGNED_URL_ISSUER: &str = "phr-server";
+
+/// `PhrExportRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PhrExportRequest {
+    patient_ids: Option<Vec<String>>,
+    document_since: Option<String>,
+    lab_since: Option<String>,
+    /// An integer, or a string holding one (the legacy clients send either).
+    rp_request: Option<Value>,
+    reply_to: Option<String>,
+    format: Option<String>,
+}
+
+/// `PhrExportJobResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PhrExportJobResponse {
+    job_id: String,
+    state: JobState,
+    progress: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queued_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    download_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<String>,
+}
+
+impl PhrExportJobResponse {
+    fn of(row: &JobRow) -> Self {
+        Self {
+            job_id: row.job_id.clone(),
+            state: row.state(),
+            progress: row.progress,
+            queued_at: job::rfc3339(row.queued_at_ms),
+            started_at: row.started_at_ms.and_then(job::rfc3339),
+            finished_at: row.finished_at_ms.and_then(job::rfc3339),
+            download_url: None,
+            error_code: row.error_code.clone(),
+            error_message: row.error_message.clone(),
+        }
+    }
+}
+
+/// What the handlers need from the request besides the pipeline's [`RequestMeta`].
+struct Transport {
+    /// `X-Forwarded-Proto: http` from a trusted proxy.
+    insecure: bool,
+    /// Host (and port) the client addressed, for URLs when no public base is configured.
+    host: Option<String>,
+}
+
+impl Transport {
+    fn of(app: &AppState, meta: &RequestMeta, uri: &Uri) -> Self {
+        let trusted = meta.peer.as_ref().is_some_and(|p| app.config.trusted_proxies.contains(&p.addr.ip()));
+        let header = |name: &str| meta.header(name).ok().flatten().filter(|v| !v.is_empty()).map(str::to_owned);
+        let insecure = trusted
+            && header("x-forwarded-proto")
+                .and_then(|p| p.split(',').next().map(|s| s.trim().to_ascii_lowercase()))
+                .is_some_and(|proto| proto != "https");
+        let forwarded_host = if trusted { header("x-forwarded-host") } else { None };
+        let host = forwarded_host.or_else(|| header("host")).or_else(|| uri.authority().map(|a| a.as_str().to_owned()));
+        Self { insecure, host }
+    }
+
+    fn refuse_plain_http(&self) -> Result<(), PlainHttp> {
+        if self.insecure { Err(PlainHttp) } else { Ok(()) }
+    }
+}
+
+/// A request that reached the trusted proxy over plain http.
+struct PlainHttp;
+
+impl From<PlainHttp> for ApiError {
+    fn from(_: PlainHttp) -> Self {
+        ApiError::new(ErrorCode::InsecureScheme, "export calls are refused over plain http; use https")
+    }
+}
+
+/// A job id that is not a UUID.
+struct NotAJobId(String);
+
+impl From<NotAJobId> for ApiError {
+    fn from(NotAJobId(raw): NotAJobId) -> Self {
+        ApiError::new(ErrorCode::InvalidJobId, format!("job id {raw:?} is not a UUID"))
+    }
+}
+
+/// `POST /export`: validates the request and queues a job (202).
+pub async fn submit(State(app): State<AppState>, meta: RequestMeta, uri: Uri, body: Body) -> Response {
+    let transport = Transport::of(&app, &meta, &uri);
+    phr::handle(&app, meta, Action::ExportRequest, AuthMode::Basic, async |caller| {
+        transport.refuse_plain_http()?;
+        let bytes = read_body(body, MAX_EXPORT_BODY).await?;
+        let request: PhrExportRequest = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, format!("request body is not valid JSON: {e}")))?;
+        let spec = validate(&request, app.config.export.max_patients)
+            .map_err(|message| ApiError::new(ErrorCode::InvalidPayload, message))?;
+        require_patients(&app, &caller.facility_id, &spec.patient_ids).await?;
+        let job_id = Uuid::new_v4();
+        let now_ms = job::millis(app.config.clock.now());
+        job::insert(
+            &app.db,
+            &NewJob {
+                job_id,
+                facility_id: &caller.facility_id,
+                requested_by: &caller.actor_id(),
+                trace_id: &caller.trace_id,
+                spec: &spec,
+                now_ms,
+            },
+        )
+        .await?;
+        app.export.wake.notify_one();
+        let row = job::find(&app.db, job_id).await?.ok_or_else(|| ApiError::internal("inserted job vanished"))?;
+        let mut reply = Reply::json(&PhrExportJobResponse::of(&row))?
+            .detail("jobId", job_id.to_string())
+            .detail("patientCount", spec.patient_ids.len());
+        *reply.response.status_mut() = StatusCode::ACCEPTED;
+        if let Ok(location) = HeaderValue::from_str(&format!("{PHR_BASE}/status/{job_id}")) {
+            reply.response.headers_mut().insert(header::LOCATION, location);
+        }
+        Ok(reply)
+    })
+    .await
+}
+
+/// `GET /status/{jobId}`: the job, plus a fresh single-use `downloadUrl` when it SUCCEEDED.
+pub async fn status(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Path(job_id): Path<String>) -> Response {
+    let transport = Transport::of(&app, &meta, &uri);
+    phr::handle(&app, meta, Action::ExportStatus, AuthMode::Basic, async |caller| {
+        transport.refuse_plain_http()?;
+        let (job_id, row) = caller_job(&app, &caller, &job_id).await?;
+        let mut body = PhrExportJobResponse::of(&row);
+        let mut extra: Option<(Action, Map<String, Value>)> = None;
+        if row.state() == JobState::Succeeded {
+            let (url, audit) = mint(&app, &caller, &transport, &row).await?;
+            body.download_url = url;
+            extra = Some(audit);
+        }
+        let mut reply = Reply::json(&body)?.detail("jobId", job_id.to_string()).detail("state", row.state().as_str());
+        if let Some((action, details)) = extra {
+            reply = reply.also_audit(action, details);
+        }
+        Ok(reply)
+    })
+    .await
+}
+
+/// `DELETE /status/{jobId}`: cancels a PENDING job (204); any other state is 409 invalidState.
+pub async fn cancel(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Path(job_id): Path<String>) -> Response {
+    let transport = Transport::of(&app, &meta, &uri);
+    phr::handle(&app, meta, Action::ExportCancel, AuthMode::Basic, async |caller| {
+        transport.refuse_plain_http()?;
+        let job_id = parse_job_id(&job_id)?;
+        let now_ms = job::millis(app.config.clock.now());
+        if job::cancel(&app.db, job_id, &caller.facility_id, now_ms).await? {
+            return Ok(Reply::new(StatusCode::NO_CONTENT).detail("jobId", job_id.to_string()));
+        }
+        let (_, row) = caller_job(&app, &caller, &job_id.to_string()).await?;
+        Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!("the job is {}; only PENDING jobs can be cancelled", row.state().as_str()),
+        )
+        .with_detail("jobId", job_id.to_string())
+        .with_detail("state", row.state().as_str()))
+    })
+    .await
+}
+
+/// `GET /export/{jobId}/artifact?expires=…&token=…`: streams the ZIP once per signed URL.
+pub async fn artifact(
+    State(app): State<AppState>,
+    meta: RequestMeta,
+    uri: Uri,
+    Path(job_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let transport = Transport::of(&app, &meta, &uri);
+    phr::handle(&app, meta, Action::ExportArtifact, AuthMode::Basic, async |caller| {
+        transport.refuse_plain_http()?;
+        let (job_id, row) = caller_job(&app, &caller, &job_id).await?;
+        let detail = |e: ApiError| e.with_detail("jobId", job_id.to_string());
+        let secret = app.config.export.signing_secret.as_ref().ok_or_else(|| {
+            detail(ApiError::new(ErrorCode::InvalidSignature, "download URLs are not enabled on this server"))
+        })?;
+        let params = QueryParams::parse(query.as_deref().unwrap_or(""));
+        let now_ms = job::millis(app.config.clock.now());
+        let verified =
+            signed_url::verify(&app.db, secret, job_id, params.single("expires"), params.single("token"), now_ms)
+                .await
+                .map_err(|e| detail(redeem_error(e)))?;
+        let key = match (row.state(), row.artifact_key.as_deref()) {
+            (JobState::Succeeded, Some(key)) => key.to_owned(),
+            (JobState::Expired, _) => {
+                return Err(detail(ApiError::new(ErrorCode::SignedUrlExpired, "the export artifact has expired")));
+            }
+            _ => return Err(detail(ApiError::internal(format!("job {job_id} has a signed URL but no artifact")))),
+        };
+        let blob = app.export.store.blobs.open(&key).await.map_err(|e| match e {
+            StorageError::NotFound(_) => {
+                detail(ApiError::new(ErrorCode::SignedUrlExpired, "the export artifact is no longer available"))
+            }
+            other => ApiError::internal(other),
+        })?;
+        signed_url::consume(&app.db, &verified, &caller.actor_id(), now_ms)
+            .await
+            .map_err(|e| detail(redeem_error(e)))?;
+
+        let size = blob.size;
+        let body = Body::from_stream(paced(blob.chunks, app.config.export.download_bytes_per_second));
+        let mut response = Response::new(body);
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"phr-export-{job_id}.zip\"")) {
+            headers.insert(header::CONTENT_DISPOSITION, disposition);
+        }
+        Ok(Reply::new(response)
+            .detail("jobId", job_id.to_string())
+            .detail("bytes", size)
+            .detail("storageType", app.export.store.storage_type.as_str())
+            .detail("bandwidthProfile", app.config.export.bandwidth_profile()))
+    })
+    .await
+}
+
+/// A job id that is not a UUID is 400 invalidJobId.
+fn parse_job_id(raw: &str) -> Result<Uuid, NotAJobId> {
+    Uuid::parse_str(raw.trim()).map_err(|_| NotAJobId(raw.to_owned()))
+}
+
+/// The job, if it exists (404 jobNotFound) and belongs to the caller's facility (403 forbiddenFacility).
+async fn caller_job(app: &AppState, caller: &Caller, raw_id: &str) -> Result<(Uuid, JobRow), ApiError> {
+    let job_id = parse_job_id(raw_id)?;
+    let row = job::find(&app.db, job_id).await?.ok_or_else(|| {
+        ApiError::new(ErrorCode::JobNotFound, format!("no export job {job_id}"))
+            .with_detail("jobId", job_id.to_string())
+    })?;
+    caller.require_facility(&row.facility_id).map_err(|e| e.with_detail("jobId", job_id.to_string()))?;
+    Ok((job_id, row))
+}
+
+fn redeem_error(error: RedeemError) -> ApiError {
+    match error {
+        RedeemError::InvalidSignature => ApiError::new(ErrorCode::InvalidSignature, error.to_string()),
+        RedeemError::Expired => ApiError::new(ErrorCode::SignedUrlExpired, error.to_string()),
+        RedeemError::Used => ApiError::new(ErrorCode::SignedUrlUsed, error.to_string()),
+        RedeemError::Database(cause) => ApiError::from(cause),
+    }
+}
+
+/// Mints a download URL: `(url, extra audit row)`. No secret: no URL and the NULL-fallback row. A URL that
+/// would not be https, or a failed insert: the call fails and is audited as `PHR_SIGNED_URL_ISSUE_FAILED`.
+async fn mint(
+    app: &AppState,
+    caller: &Caller,
+    transport: &Transport,
+    job: &JobRow,
+) -> Result<(Option<String>, (Action, Map<String, Value>)), ApiError> {
+    let config = &app.config.export;
+    let job_id = Uuid::parse_str(&job.job_id).map_err(ApiError::internal)?;
+    let mut details = Map::new();
+    details.insert("jobId".into(), job_id.to_string().into());
+    details.insert("signedUrlIssuer".into(), SIGNED_URL_ISSUER.into());
+    details.insert("storageType".into(), app.export.store.storage_type.as_str().into());
+    details.insert("signedUrlTtlSeconds".into(), config.token_ttl.as_secs().into());
+    details.insert("kmsKeyAlias".into(), config.storage.kms_key().map(str::to_owned).into());
+    details.insert("bandwidthProfile".into(), config.bandwidth_profile().into());
+    let issue_failed = |error: ApiError| {
+        let mut error = error.with_audit_action(Action::SignedUrlIssueFailed);
+        error.details.extend(details.clone());
+        error
+    };
+    let Some(secret) = &config.signing_secret else {
+        details.insert("reason".into(), "PHR_EXPORT_SIGNING_SECRET is not configured; downloadUrl omitted".into());
+        return Ok((None, (Action::SignedUrlNullFallback, details)));
+    };
+    let public_base = match &config.public_base_url {
+        Some(base) => normalise_public_base(base).map_err(|problem| {
+            issue_failed(ApiError::new(ErrorCode::InsecureScheme, format!("PHR_PUBLIC_BASE_URL {problem}")))
+        })?,
+        None => {
+            let host = transport.host.as_deref().and_then(valid_host).ok_or_else(|| {
+                issue_failed(ApiError::new(
+                    ErrorCode::InvalidParameter,
+                    "the request has no usable Host to build the download URL (set PHR_PUBLIC_BASE_URL)",
+                ))
+            })?;
+            format!("https://{host}")
+        }
+    };
+    let issued = signed_url::issue(
+        &app.db,
+        secret,
+        &IssueRequest {
+            public_base: &public_base,
+            job_id,
+            facility_id: &job.facility_id,
+            issued_to: &caller.actor_id(),
+            now_ms: job::millis(app.config.clock.now()),
+            ttl_seconds: i64::try_from(config.token_ttl.as_secs()).unwrap_or(i64::MAX),
+        },
+    )
+    .await
+    .map_err(|e| issue_failed(ApiError::from(e)))?;
+    details.insert("expires".into(), issued.expires.into());
+    Ok((Some(issued.url), (Action::SignedUrlIssued, details)))
+}
+
+/// A `Host` value usable in a URL: a valid authority without user info.
+fn valid_host(host: &str) -> Option<&str> {
+    let authority: axum::http::uri::Authority = host.parse().ok()?;
+    (!authority.as_str().contains('@')).then_some(host)
+}
+
+/// The `invalidPayload` message for an `rpRequest` that is not an integer.
+const RP_REQUEST_NOT_INTEGER: &str = "rpRequest must be an integer";
+
+/// Checks the request's fields and turns them into the stored [`ExportSpec`]; the error is the
+/// `invalidPayload` message naming the field.
+fn validate(request: &PhrExportRequest, max_patients: usize) -> Result<ExportSpec, String> {
+    let ids = request.patient_ids.as_deref().unwrap_or_default();
+    if ids.is_empty() {
+        return Err("patientIds is required and must not be empty".to_owned());
+    }
+    if ids.len() > max_patients {
+        return Err(format!("patientIds has {} entries; at most {max_patients} are allowed", ids.len()));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    let mut patient_ids = Vec::with_capacity(ids.len());
+    for (index, id) in ids.iter().enumerate() {
+        let id = id.trim();
+        if id.is_empty() || id.chars().count() > MAX_PATIENT_ID_CHARS || id.chars().any(char::is_control) {
+            return Err(format!(
+                "patientIds[{index}] must be 1..{MAX_PATIENT_ID_CHARS} characters without control characters"
+            ));
+        }
+        if seen.insert(id.to_owned()) {
+            patient_ids.push(id.to_owned());
+        }
+    }
+    let day = |field: &str, value: &Option<String>| -> Result<Option<String>, String> {
+        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .map(|d| Some(d.format("%Y-%m-%d").to_string()))
+                .map_err(|_| format!("{field} must be yyyy-MM-dd, got {v:?}")),
+        }
+    };
+    let rp_request = match &request.rp_request {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_i64().ok_or_else(|| RP_REQUEST_NOT_INTEGER.to_owned())?),
+        Some(Value::String(s)) => Some(s.trim().parse().map_err(|_| RP_REQUEST_NOT_INTEGER.to_owned())?),
+        Some(_) => return Err(RP_REQUEST_NOT_INTEGER.to_owned()),
+    };
+    let reply_to = request.reply_to.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
+    if rp_request.is_some() != reply_to.is_some() {
+        return Err("rpRequest and replyTo must be given together".to_owned());
+    }
+    if let Some(format) = request.format.as_deref().map(str::trim).filter(|f| !f.is_empty())
+        && !format.eq_ignore_ascii_case("zip")
+    {
+        return Err(format!("format {format:?} is not supported (only \"zip\")"));
+    }
+    Ok(ExportSpec {
+        patient_ids,
+        document_since: day("documentSince", &request.document_since)?,
+        lab_since: day("labSince", &request.lab_since)?,
+        rp_request,
+        reply_to,
+    })
+}
+
+/// Every requested patient must exist in the caller's facility; otherwise 404 patientNotFound naming them.
+async fn require_patients(app: &AppState, facility_id: &str, patient_ids: &[String]) -> Result<(), ApiError> {
+    let mut missing = Vec::new();
+    for batch in patient_ids.chunks(EXISTENCE_BATCH) {
+        let placeholders: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT patient_id FROM patient WHERE facility_id = $1 AND patient_id IN ({})",
+            placeholders.join(", ")
+        );
+        let found: Vec<String> = with_pool!(&app.db, |pool| {
+            let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql.as_str())).bind(facility_id);
+            for id in batch {
+                query = query.bind(id);
+            }
+            query.fetch_all(pool).await
+        })?;
+        let found: std::collections::HashSet<String> = found.into_iter().collect();
+        missing.extend(batch.iter().filter(|id| !found.contains(*id)).cloned());
+    }
+    match missing.first() {
+        None => Ok(()),
+        Some(first) => {
+            let shown: Vec<&String> = missing.iter().take(10).collect();
+            Err(ApiError::new(
+                ErrorCode::PatientNotFound,
+                format!("{} requested patient(s) do not exist in the facility: {}", missing.len(), json!(shown)),
+            )
+            .with_patient(first.clone())
+            .with_detail("missingPatientCount", missing.len()))
+        }
+    }
+}
+
+/// Query parameters, percent-decoded; a repeated name counts as absent (ambiguous).
+struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    fn parse(query: &str) -> Self {
+        let decode =
+            |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        Self(
+            query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v)) => (decode(k), decode(v)),
+                    None => (decode(pair), String::new()),
+                })
+                .collect(),
+        )
+    }
+
+    fn single(&self, name: &str) -> Option<&str> {
+        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        match (values.next(), values.next()) {
+            (Some(value), None) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// Paces a byte stream to at most `bytes_per_second` on average: each chunk is released no earlier than the
+/// moment the bytes before and including it are due, so a fast store cannot exceed the bandwidth profile.
+fn paced(
+    chunks: futures::stream::BoxStream<'static, Result<Bytes, StorageError>>,
+    bytes_per_second: u64,
+) -> impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static {
+    let start = tokio::time::Instant::now();
+    futures::stream::unfold((chunks, 0u64), move |(mut chunks, sent)| async move {
+        let chunk = chunks.next().await?;
+        let sent = sent + chunk.as_ref().map_or(0, |c| c.len() as u64);
+        let due = start + due_after(sent, bytes_per_second);
+        if due > tokio::time::Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+        Some((chunk, (chunks, sent)))
+    })
+}
+
+/// When, after the start of a download paced at `bytes_per_second`, the first `sent` bytes may have left.
+fn due_after(sent: u64, bytes_per_second: u64) -> Duration {
+    Duration::from_secs_f64(sent as f64 / bytes_per_second.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: Value) -> PhrExportRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn empty_or_missing_patient_ids_are_invalid_payload() {
+        for body in [json!({}), json!({"patientIds": []})] {
+            assert!(validate(&request(body), 10).unwrap_err().contains("patientIds"));
+        }
+    }
+
+    #[test]
+    fn ids_are_deduplicated_in_order_and_dates_checked() {
+        let spec =
+            validate(&request(json!({"patientIds": ["P2", "P1", "P2"], "documentSince": "2025-01-02"})), 10).unwrap();
+        assert_eq!(spec.patient_ids, ["P2", "P1"]);
+        assert_eq!(spec.document_since.as_deref(), Some("2025-01-02"));
+        let bad = validate(&request(json!({"patientIds": ["P1"], "labSince": "2025/01/02"})), 10).unwrap_err();
+        assert!(bad.contains("labSince"));
+        assert!(validate(&request(json!({"patientIds": ["P1", "P2"]})), 1).is_err());
+        assert!(validate(&request(json!({"patientIds": ["P1"], "rpRequest": 1})), 1).is_err());
+    }
+
+    #[test]
+    fn pacing_releases_bytes_at_the_configured_rate() {
+        assert_eq!(due_after(0, 50_000_000), Duration::ZERO);
+        assert_eq!(due_after(50_000_000, 50_000_000), Duration::from_secs(1));
+        assert_eq!(due_after(125_000_000, 50_000_000), Duration::from_millis(2500));
+        assert_eq!(
+            due_after(10, 0),
+            Duration::from_secs(10),
+            "a zero rate is treated as 1 B/s, never a division by zero"
+        );
+    }
+
+    #[test]
+    fn repeated_query_parameters_are_ambiguous() {
+        let q = QueryParams::parse("expires=1&token=a&token=b");
+        assert_eq!(q.single("expires"), Some("1"));
+        assert_eq!(q.single("token"), None);
+    }
+}

@@ -1,0 +1,394 @@
+//! Shared test harness: a real `phr-server` on loopback, per test, against a database of its own.
+//!
+//! Every integration test follows zero2prod's shape: start the real app on port 0 against a fresh database
+//! (a temporary SQLite file, and a freshly created PostgreSQL database when one is reachable), talk to it
+//! with a real HTTPS client that presents a real client certificate from a CA generated for the test, and
+//! assert on responses and on the rows the server left. PostgreSQL comes from `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); when it is unreachable the PostgreSQL half of each test is
+//! skipped with a loud message, unless `REQUIRE_PG=1`, where that is a failure.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod spec_fields;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeZone, Utc};
+use devpki::{Authority, Identity, LeafSpec};
+use phr_server::config::LayerKeyArgs;
+use phr_server::phr::PHR_BASE;
+use phr_server::seed::SeedArgs;
+use phr_server::{App, AppState, Clock, Config, ImagePolicy, Listeners, TlsMaterial};
+use sqlx::Row;
+
+/// The password every seeded user gets in tests.
+pub const PASSWORD: &str = "test-password-Zq8!";
+/// The facility and user the default client authenticates as.
+pub const FACILITY: &str = "F001";
+pub const USER: &str = "ops";
+
+/// Which store a test database lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database created for one test; dropped with it.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    /// Holds the SQLite file's folder.
+    _dir: Option<tempfile::TempDir>,
+    /// `(admin url, database name)` of a PostgreSQL database to drop afterwards.
+    pg_drop: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg_drop.take() {
+            // Dropping needs async I/O; do it on a thread with its own runtime so it works from any context.
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+                rt.block_on(async {
+                    if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        )))
+                        .execute(&pool)
+                        .await;
+                        pool.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A fresh SQLite database in a temporary folder.
+pub fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("phr.db").display());
+    TestDb { url, backend: Backend::Sqlite, _dir: Some(dir), pg_drop: None }
+}
+
+/// A freshly created PostgreSQL database, or `None` (with a loud message) when no server is reachable.
+/// Panics under `REQUIRE_PG=1` when none is reachable.
+pub async fn postgres() -> Option<TestDb> {
+    let admin =
+        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let pool = match sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(&admin)
+        .await
+    {
+        Ok(pool) => pool,
+        Err(error) => {
+            if std::env::var("REQUIRE_PG").as_deref() == Ok("1") {
+                panic!("REQUIRE_PG=1 but PostgreSQL at TEST_DATABASE_URL is unreachable: {error}");
+            }
+            eprintln!(
+                "\n!!! SKIPPING the PostgreSQL half of this test: {error}\n!!! set TEST_DATABASE_URL or start PostgreSQL; REQUIRE_PG=1 makes this a failure\n"
+            );
+            return None;
+        }
+    };
+    let name = format!("phr_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&pool)
+        .await
+        .expect("create test database");
+    pool.close().await;
+    let options: sqlx::postgres::PgConnectOptions = admin.parse().expect("TEST_DATABASE_URL parses");
+    let url = sqlx::ConnectOptions::to_url_lossy(&options.database(&name)).to_string();
+    Some(TestDb { url, backend: Backend::Postgres, _dir: None, pg_drop: Some((admin, name)) })
+}
+
+/// SQLite always, plus PostgreSQL when reachable: the backends a test should run against.
+pub async fn backends() -> Vec<TestDb> {
+    let mut dbs = vec![sqlite()];
+    dbs.extend(postgres().await);
+    dbs
+}
+
+/// How a test wants its server.
+#[derive(Clone)]
+pub struct Options {
+    pub image: ImagePolicy,
+    /// `false` starts the server with the explicit opt-out and no Layer ID key.
+    pub layer_key: bool,
+    /// Patients per facility the seed creates.
+    pub seed_patients: u32,
+    /// Where the manual clock starts.
+    pub clock_start: DateTime<Utc>,
+    /// Peers whose X-Forwarded-For is trusted.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Phase F settings; filesystem storage at the default base is moved into the test's temporary folder.
+    pub export: phr_server::export::ExportConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            image: ImagePolicy::default(),
+            layer_key: true,
+            seed_patients: 5,
+            clock_start: Utc.with_ymd_and_hms(2025, 11, 19, 1, 30, 0).single().expect("valid date"),
+            trusted_proxies: Vec::new(),
+            export: phr_server::export::ExportConfig::default(),
+        }
+    }
+}
+
+/// The test PKI: one CA for clients and server, plus the default client identity.
+pub struct Pki {
+    pub ca: Authority,
+    pub server: Identity,
+    pub client: Identity,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let ca = Authority::new("phr-test").expect("CA");
+        let server = ca.issue(&LeafSpec::loopback_server()).expect("server cert");
+        let client = ca.issue(&LeafSpec::client("ops-client")).expect("client cert");
+        Self { ca, server, client }
+    }
+}
+
+/// One RSA-2048 Layer ID key per test binary (generation is the slow part).
+pub fn layer_key_pkcs8() -> &'static [u8] {
+    static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+    KEY.get_or_init(|| devpki::rsa_signing_key_pkcs8().expect("RSA key"))
+}
+
+/// The Layer ID settings tests use.
+pub fn layer_args() -> LayerKeyArgs {
+    LayerKeyArgs {
+        layer_private_key_base64: Some(base64::engine::general_purpose::STANDARD.encode(layer_key_pkcs8())),
+        layer_private_key_path: None,
+        layer_key_id: Some("layer-test-key".into()),
+        layer_provider_id: Some("opd-test-provider".into()),
+        layer_key_optional: false,
+    }
+}
+
+/// A running server and everything a test needs to talk to it.
+pub struct TestServer {
+    /// `https://localhost:<port>`.
+    pub base: String,
+    pub phr_addr: SocketAddr,
+    /// `http://127.0.0.1:<port>` of the ops listener.
+    pub ops_base: String,
+    pub app: AppState,
+    pub clock: Clock,
+    pub pki: Pki,
+    pub backend: Backend,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _images: tempfile::TempDir,
+    _db: TestDb,
+}
+
+impl TestServer {
+    /// Builds, seeds and starts the server on loopback ports chosen by the OS.
+    pub async fn start(db: TestDb, options: Options) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PHR_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let pki = Pki::new();
+        let images = tempfile::tempdir().expect("image dir");
+        let tls = TlsMaterial {
+            cert_chain: pki.server.chain.clone(),
+            key: Arc::new(pki.server.private_key()),
+            client_ca: vec![pki.ca.cert_der()],
+        };
+        let clock = Clock::manual(options.clock_start);
+        let mut config = Config::new(db.url.clone(), tls, images.path());
+        config.clock = clock.clone();
+        config.image = options.image;
+        config.trusted_proxies = options.trusted_proxies.clone();
+        config.shutdown_grace = std::time::Duration::from_secs(5);
+        config.export = options.export.clone();
+        if let phr_server::export::StorageSettings::Filesystem { base } = &mut config.export.storage
+            && base.as_path() == std::path::Path::new(phr_server::export::config::DEFAULT_FS_BASE)
+        {
+            *base = images.path().join("exports");
+        }
+        config.layer = if options.layer_key {
+            layer_args()
+        } else {
+            LayerKeyArgs { layer_key_optional: true, ..LayerKeyArgs::default() }
+        };
+        let app = App::build(config).await.expect("server builds");
+        let seed = SeedArgs { patients: options.seed_patients, user_password: PASSWORD.to_owned() };
+        phr_server::seed::run(&app.state.db, &app.state.images, &seed).await.expect("seed");
+        Self::serve(app, pki, clock, db, images).await
+    }
+
+    async fn serve(app: App, pki: Pki, clock: Clock, db: TestDb, images: tempfile::TempDir) -> Self {
+        let phr = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind phr");
+        let ops = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind ops");
+        let phr_addr = phr.local_addr().expect("addr");
+        let ops_addr = ops.local_addr().expect("addr");
+        let state = app.state.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(Listeners { phr, ops }, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base: format!("https://localhost:{}", phr_addr.port()),
+            phr_addr,
+            ops_base: format!("http://{ops_addr}"),
+            app: state,
+            clock,
+            pki,
+            backend: db.backend,
+            shutdown: Some(tx),
+            task: Some(task),
+            _images: images,
+            _db: db,
+        }
+    }
+
+    /// Asks the server to shut down and waits until it has drained; the database stays for inspection.
+    pub async fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Shuts the server down and starts a new one with the same configuration, database, files, clock and PKI
+    /// (a process restart; the seed is not run again). The new server listens on new ports.
+    pub async fn restart(mut self) -> Self {
+        self.shutdown().await;
+        let app = App::build(self.app.config.clone()).await.expect("server rebuilds");
+        let TestServer { pki, clock, _images, _db, .. } = self;
+        Self::serve(app, pki, clock, _db, _images).await
+    }
+
+    /// Shuts down and drops the test's database.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    /// A full URL for `path`; a path not starting with `/` is relative to the PHR base path.
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with('/') { format!("{}{path}", self.base) } else { format!("{}{PHR_BASE}/{path}", self.base) }
+    }
+
+    /// An HTTPS client presenting `identity` (or no certificate) and trusting the test CA only.
+    pub fn client_with(&self, identity: Option<&Identity>) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(client_tls(&self.pki.ca, identity))
+            .resolve("localhost", self.phr_addr)
+            .build()
+            .expect("client")
+    }
+
+    /// The default client: the test CA's client certificate.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_with(Some(&self.pki.client))
+    }
+
+    /// A request with the client certificate, Basic `F001:ops:<password>`, X-Facility-Id and the given
+    /// X-Trace-Id. (reqwest's `.header()` appends, so a test that wants its own trace id passes it here
+    /// rather than adding a second header.)
+    pub fn request_traced(&self, method: reqwest::Method, path: &str, trace_id: &str) -> reqwest::RequestBuilder {
+        self.client()
+            .request(method, self.url(path))
+            .basic_auth(format!("{FACILITY}:{USER}"), Some(PASSWORD))
+            .header("X-Trace-Id", trace_id)
+            .header("X-Facility-Id", FACILITY)
+    }
+
+    /// [`TestServer::request_traced`] with a random trace id.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_traced(method, path, &format!("test-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    pub fn get_traced(&self, path: &str, trace_id: &str) -> reqwest::RequestBuilder {
+        self.request_traced(reqwest::Method::GET, path, trace_id)
+    }
+
+    /// Audit rows whose trace id equals `trace_id`, oldest first: `(action, outcome, payload JSON)`.
+    pub async fn audit_rows(&self, trace_id: &str) -> Vec<AuditRow> {
+        let sql = "SELECT id, action, outcome, actor_id, patient_id, payload FROM d_audit_event \
+                   WHERE trace_id = $1 ORDER BY id";
+        let rows = phr_server::with_pool!(&self.app.db, |pool| {
+            sqlx::query(sql)
+                .bind(trace_id)
+                .fetch_all(pool)
+                .await
+                .expect("audit query")
+                .into_iter()
+                .map(|r| AuditRow {
+                    id: r.get("id"),
+                    action: r.get("action"),
+                    outcome: r.get("outcome"),
+                    actor_id: r.get("actor_id"),
+                    patient_id: r.get("patient_id"),
+                    payload: serde_json::from_str(r.get::<Option<String>, _>("payload").as_deref().unwrap_or("null"))
+                        .expect("payload is JSON"),
+                })
+                .collect()
+        });
+        rows
+    }
+
+    /// Number of rows in `d_audit_event`.
+    pub async fn audit_count(&self) -> i64 {
+        phr_server::with_pool!(&self.app.db, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM d_audit_event").fetch_one(pool).await.expect("count")
+        })
+    }
+}
+
+/// One audit row, as tests inspect it.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: i64,
+    pub action: String,
+    pub outcome: String,
+    pub actor_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+/// A rustls client configuration trusting `ca`, presenting `identity` when given.
+pub fn client_tls(ca: &Authority, identity: Option<&Identity>) -> rustls::ClientConfig {
+    phr_server::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert_der()).expect("CA");
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    match identity {
+        Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.private_key()).expect("client auth"),
+        None => builder.with_no_client_auth(),
+    }
+}
+
+/// The JSON error body's `type`, asserting the shape of the body on the way.
+pub async fn error_type(response: reqwest::Response) -> String {
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(content_type.starts_with("application/json"), "error body must be JSON, got {content_type:?}");
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["status"], status, "status field matches HTTP status: {body}");
+    assert!(body["message"].is_string(), "message present: {body}");
+    body["type"].as_str().expect("type").to_owned()
+}
