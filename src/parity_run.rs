@@ -1,0 +1,97 @@
+//! Running a parity run: one RUN_ID, the template against two targets, each side a sealed evidence tree.
+//!
+//! Probing is not re-implemented: each side goes through [`crate::run::execute`] exactly like `connrun run`,
+//! in a scratch artifacts root inside the parity folder, and its sealed folder is then moved to
+//! `<RUN_ID>/<target>/`. Both sides use the same RUN_ID, so their `X-Trace-Id` values (and audit rows)
+//! match. Identities and plans for both targets are checked before the RUN_ID is claimed.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use crate::cli::CliError;
+use crate::evidence::{self, EvidenceError, RunFolder};
+use crate::parity::{ParityReport, ParitySettings, Side, compare, side_dir};
+use crate::plan::Plan;
+use crate::report::Reports;
+use crate::run::{self, RunOptions};
+use crate::runid::RunId;
+use crate::target::Target;
+use crate::template::Template;
+use crate::views::Views;
+
+/// Everything a parity run needs.
+#[derive(Debug)]
+pub struct ParityRequest<'a> {
+    /// The artifacts root.
+    pub artifacts: &'a Path,
+    /// The loaded template.
+    pub template: &'a Template,
+    /// Its folder name (recorded in the reservation).
+    pub template_name: &'a str,
+    /// Reference target first, candidate second.
+    pub targets: [&'a Target; 2],
+    /// `--templates-dir` for the sides' Markdown.
+    pub templates_dir: Option<&'a Path>,
+    /// Concurrency inside a phase.
+    pub jobs: usize,
+    /// What to compare.
+    pub settings: &'a ParitySettings,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Evidence(EvidenceError::Io { path: path.to_owned(), source })
+}
+
+/// A target name usable as a folder name inside the run.
+fn folder_name(name: &str) -> Result<&str, CliError> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok { Ok(name) } else { Err(CliError::Usage(format!("target name `{name}` cannot be used as a folder name"))) }
+}
+
+/// Runs both sides, compares them, writes `parity.json` and `parity.md`, seals the folder.
+pub async fn run(request: &ParityRequest<'_>, views: &Views) -> Result<(PathBuf, ParityReport), CliError> {
+    let template = request.template;
+    let label = format!("{}Parity", template.label);
+    let today = Utc::now().date_naive();
+    let provisional = RunId::label(today, &label, 1)?;
+    let mut prepared = Vec::new();
+    for target in request.targets {
+        folder_name(&target.spec.name)?;
+        Plan::build(template, target, &provisional)?;
+        prepared.push(run::prepare(target)?);
+    }
+    let (run_id, _) = evidence::reserve_next(request.artifacts, &template.suite, request.template_name, today, &label)?;
+    let (folder, _) = RunFolder::start(request.artifacts, &run_id)?;
+    let mut statuses = Vec::new();
+    for (target, prepared) in request.targets.iter().zip(&prepared) {
+        let scratch = folder.dir().join(format!(".side-{}", target.spec.name));
+        evidence::reserve_exact(&scratch, &template.suite, request.template_name, &run_id)?;
+        let plan = Plan::build(template, target, &run_id)?;
+        let (side_folder, _) = RunFolder::start(&scratch, &run_id)?;
+        let options =
+            RunOptions { jobs: request.jobs.max(1), progress: false, reports: Reports::load(request.templates_dir)? };
+        let outcome = run::execute(&plan, prepared, side_folder, &options).await?;
+        let destination = side_dir(folder.dir(), &target.spec.name);
+        std::fs::rename(&outcome.dir, &destination).map_err(io(&destination))?;
+        std::fs::remove_dir_all(&scratch).map_err(io(&scratch))?;
+        statuses.push((destination, outcome.status));
+    }
+    let sides: Vec<Side<'_>> = statuses
+        .iter()
+        .map(|(dir, status)| Side {
+            dir,
+            status,
+            evidence: format!("artifacts/{}/{}/{}/", template.suite, run_id, status.target),
+        })
+        .collect();
+    let report = compare(&sides[0], &sides[1], request.settings);
+    let json = serde_json::to_vec_pretty(&report)
+        .map_err(|e| EvidenceError::Corrupt { path: folder.dir().join("parity.json"), message: e.to_string() })?;
+    folder.write("parity.json", &json)?;
+    folder.write("parity.md", views.render("parity.md.tera", &report)?.as_bytes())?;
+    let dir = folder.finish()?;
+    Ok((dir, report))
+}

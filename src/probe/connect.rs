@@ -1,0 +1,118 @@
+//! The connection phases of a probe: DNS, TCP connect, TLS handshake, each timed and classified.
+//!
+//! Each phase runs against the probe's overall deadline (like curl's `--max-time`); when it passes, the
+//! outcome names the phase that was waiting. The handshake result carries what the evidence needs: the
+//! negotiated version, cipher suite, ALPN and the server's full certificate chain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::time::timeout_at;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::classify;
+use super::record::{CertFacts, Outcome, TlsFacts};
+use super::wire::SharedWireLog;
+use crate::certinfo;
+
+/// Milliseconds since `since`, as recorded in timings.
+pub fn elapsed_ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Resolves `host:port`; an IP literal resolves to itself.
+pub async fn resolve(host: &str, port: u16, deadline: tokio::time::Instant) -> Result<Vec<SocketAddr>, Outcome> {
+    match timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
+        Err(_) => Err(Outcome::Timeout { during: "dns".to_owned() }),
+        Ok(Err(e)) => Err(Outcome::DnsFailure { message: format!("{host}: {e}") }),
+        Ok(Ok(addrs)) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() {
+                Err(Outcome::DnsFailure { message: format!("{host}: no addresses") })
+            } else {
+                Ok(addrs)
+            }
+        }
+    }
+}
+
+/// Connects to the first address that accepts, in resolver order (as curl does without happy eyeballs).
+pub async fn tcp_connect(
+    addrs: &[SocketAddr],
+    deadline: tokio::time::Instant,
+    log: &SharedWireLog,
+) -> Result<TcpStream, Outcome> {
+    let mut last = Outcome::ConnectFailed { message: "no address to connect to".to_owned() };
+    for addr in addrs {
+        log.info(format!("Trying {addr}..."));
+        match timeout_at(deadline, TcpStream::connect(addr)).await {
+            Err(_) => return Err(Outcome::Timeout { during: "connect".to_owned() }),
+            Ok(Ok(stream)) => {
+                // Small writes (request head) should leave at once; the timings depend on it.
+                let _ = stream.set_nodelay(true);
+                log.info(format!("Connected to {addr}"));
+                return Ok(stream);
+            }
+            Ok(Err(e)) => {
+                log.info(format!("connect to {addr} failed: {e}"));
+                last = classify::connect_error(&e, &addr.to_string());
+            }
+        }
+    }
+    Err(last)
+}
+
+/// What a completed handshake tells about the server.
+pub struct Handshake {
+    /// The encrypted stream, ready for HTTP.
+    pub stream: TlsStream<TcpStream>,
+    /// Version, cipher, ALPN.
+    pub facts: TlsFacts,
+    /// The chain the server presented, leaf first.
+    pub chain: Vec<CertFacts>,
+}
+
+/// Runs the TLS handshake for `host` (SNI and name check) over `tcp`.
+pub async fn tls_handshake(
+    config: Arc<rustls::ClientConfig>,
+    host: &str,
+    tcp: TcpStream,
+    deadline: tokio::time::Instant,
+) -> Result<Handshake, Outcome> {
+    let server_name = ServerName::try_from(host.to_owned())
+        .map_err(|e| Outcome::LocalError { message: format!("host {host:?} is not a valid TLS server name: {e}") })?;
+    let connecting = TlsConnector::from(config).connect(server_name, tcp);
+    let stream = match timeout_at(deadline, connecting).await {
+        Err(_) => return Err(Outcome::Timeout { during: "tls".to_owned() }),
+        Ok(Err(e)) => return Err(classify::handshake_error(&e)),
+        Ok(Ok(stream)) => stream,
+    };
+    let (_, connection) = stream.get_ref();
+    let facts = TlsFacts {
+        version: connection.protocol_version().map_or_else(|| "unknown".to_owned(), version_name),
+        cipher_suite: connection
+            .negotiated_cipher_suite()
+            .map_or_else(|| "unknown".to_owned(), |s| format!("{:?}", s.suite())),
+        alpn: connection.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
+    };
+    let chain = connection
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|der| certinfo::cert_facts(der).ok())
+        .collect();
+    Ok(Handshake { stream, facts, chain })
+}
+
+/// `TLSv1_3` -> `TLSv1.3`, the spelling of curl and OpenSSL.
+fn version_name(version: rustls::ProtocolVersion) -> String {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
