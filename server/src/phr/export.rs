@@ -270,7 +270,8 @@ pub async fn artifact(
             .detail("jobId", job_id.to_string())
             .detail("bytes", size)
             .detail("storageType", app.export.store.storage_type.as_str())
-            .detail("bandwidthProfile", app.config.export.bandwidth_profile()))
+            .detail("bandwidthProfile", app.config.export.bandwidth_profile())
+            .audit_if_incomplete(Action::ExportArtifact))
     })
     .await
 }

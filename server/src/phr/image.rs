@@ -6,7 +6,8 @@
 //! response, errors included, in `X-Image-Max-Size` and `X-Image-Burst-Limit`, so a client can pace itself.
 //! The body is forwarded chunk by chunk from the blob store with `Content-Length` set up front; a `Range`
 //! header is ignored (the original had no range support) and a missing image is an empty 404, as before.
-//! Throttled and oversize calls are audited as `PHR_IMAGE_STREAM_THROTTLED` and `PHR_IMAGE_STREAM_FAILED`.
+//! Throttled and oversize calls are audited as `PHR_IMAGE_STREAM_THROTTLED` and `PHR_IMAGE_STREAM_FAILED`; so is
+//! a stream that breaks off after its success row (storage error or client gone, see [`super::delivery`]).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -98,7 +99,11 @@ async fn newest_image(app: &AppState, caller: Caller, patient_id: String) -> Res
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(blob.size));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, max-age=0"));
-    Ok(Reply::new(response).patient(patient_id).detail("sizeBytes", blob.size).detail("sha256", row.sha256))
+    Ok(Reply::new(response)
+        .patient(patient_id)
+        .detail("sizeBytes", blob.size)
+        .detail("sha256", row.sha256)
+        .audit_if_incomplete(Action::ImageStreamFailed))
 }
 
 /// PHR-07's 404: an empty body, as the original answered.

@@ -6,6 +6,7 @@
 //! [`Reply`] or an [`ApiError`]; it never writes audit rows or error bodies itself.
 
 pub mod container;
+pub mod delivery;
 pub mod export;
 pub mod identity;
 pub mod image;
@@ -171,6 +172,9 @@ pub struct Reply {
     /// Further audit rows the call produced (e.g. `PHR_SIGNED_URL_ISSUED`), written before the call's own row
     /// and under the same fail-closed rule.
     pub also_audit: Vec<(Action, Map<String, Value>)>,
+    /// For streamed bodies: the action of a second, `failed` row written when the body breaks off before its
+    /// `Content-Length` (storage error, client gone), since the success row is written before the first byte.
+    pub audit_if_incomplete: Option<Action>,
 }
 
 impl Reply {
@@ -181,7 +185,14 @@ impl Reply {
             details: Map::new(),
             action: None,
             also_audit: Vec::new(),
+            audit_if_incomplete: None,
         }
+    }
+
+    /// Audits a body that does not arrive whole as a `failed` row with `action` (see [`delivery`]).
+    pub fn audit_if_incomplete(mut self, action: Action) -> Self {
+        self.audit_if_incomplete = Some(action);
+        self
     }
 
     /// Adds a further audit row with its own action and details.
@@ -227,6 +238,39 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiErro
     })
 }
 
+/// Wraps a streamed success body so that, if it breaks off, `event` is appended as a `failed` row with the
+/// reason and byte counts. The row is written from a spawned task (the body is dropped inside hyper, which
+/// cannot wait); it is a transaction like every other append, so it is either whole or absent.
+fn watch_body(app: &AppState, response: Response, mut event: AuditEvent) -> Response {
+    let expected = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(expected) = expected else { return response };
+    let app = app.clone();
+    let on_incomplete: delivery::OnIncomplete = Box::new(move |incomplete| {
+        event.outcome = Outcome::Failed;
+        event.payload.insert("status".into(), Outcome::Failed.as_str().into());
+        event.payload.insert("reason".into(), incomplete.reason.into());
+        event.payload.insert("bytesSent".into(), incomplete.bytes_sent.into());
+        event.payload.insert("bytesExpected".into(), incomplete.bytes_expected.into());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(action = event.action.as_str(), "body broke off outside the runtime; not audited");
+            return;
+        };
+        runtime.spawn(async move {
+            let action = event.action.as_str();
+            match app.audit.append(event).await {
+                Ok(_) => app.metrics.audit_write(Outcome::Failed),
+                Err(error) => tracing::error!(action, %error, "could not audit a body that broke off"),
+            }
+        });
+    });
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Body::new(delivery::WatchedBody::new(body, expected, on_incomplete)))
+}
+
 /// Runs one PHR call: common rules, authentication, the endpoint, then its audit row (fail closed).
 ///
 /// `endpoint` is an async closure, so it can borrow the handler's state:
@@ -248,11 +292,13 @@ where
     let claimed_facility = meta.optional("x-facility-id");
     let mut payload = Map::new();
     let mut extra_events = Vec::new();
+    let mut watch = None;
     let (response, outcome, action, patient_id) = match result {
         Ok(reply) => {
             payload.insert("status".into(), Outcome::Success.as_str().into());
             payload.extend(reply.details);
             extra_events = reply.also_audit;
+            watch = reply.audit_if_incomplete;
             (reply.response, Outcome::Success, reply.action.unwrap_or(action), reply.patient_id)
         }
         Err(error) => {
@@ -301,15 +347,21 @@ where
             common(extra_action, extra)
         })
         .collect();
+    let incomplete_event = watch.map(|watch_action| common(watch_action, payload.clone()));
     events.push(common(action, payload));
     let mut response = response;
+    let mut audited = true;
     for event in events {
         if let Err(error) = app.audit.append(event).await {
             // Fail closed: without its audit row the call did not happen, whatever the endpoint produced.
             response = ApiError::internal(error).into_response_with_trace(trace_id.as_deref());
+            audited = false;
             break;
         }
         app.metrics.audit_write(outcome);
+    }
+    if let Some(event) = incomplete_event.filter(|_| audited) {
+        response = watch_body(app, response, event);
     }
     if let Some(trace) = trace_id.and_then(|t| HeaderValue::from_str(&t).ok()) {
         response.headers_mut().insert("x-trace-id", trace);
