@@ -17,6 +17,15 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A loopback port that refuses connections while the returned socket lives: the socket is bound, so no
+/// concurrent test can be given the port, but never listens. (The port of a listener that was bound and
+/// dropped could be reused by another test's server before this test connects to it.)
+fn refused_port() -> (u16, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+    (socket.local_addr().expect("addr").port(), socket)
+}
+
 #[test]
 fn templates_check_passes_for_the_shipped_templates() {
     let artifacts = tempfile::tempdir().expect("temp dir");
@@ -120,7 +129,7 @@ fn every_command_has_an_example_in_its_help() {
 #[test]
 fn preflight_against_a_refused_port_exits_1_and_names_the_failed_check() {
     let artifacts = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let (port, _refusing) = refused_port();
     let ca = devpki::Authority::new("preflight-test").expect("CA");
     std::fs::write(artifacts.path().join("ca.pem"), ca.cert_pem()).expect("write CA");
     let targets = artifacts.path().join("targets.toml");

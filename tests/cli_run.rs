@@ -28,6 +28,15 @@ fn targets_file(dir: &Path, base_url: &str, timeout_seconds: u64) -> PathBuf {
     path
 }
 
+/// A loopback port that refuses connections while the returned socket lives: the socket is bound, so no
+/// concurrent test can be given the port, but never listens. (The port of a listener that was bound and
+/// dropped could be reused by another test's server before this test connects to it.)
+fn refused_port() -> (u16, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+    (socket.local_addr().expect("addr").port(), socket)
+}
+
 fn finished_runs(suite: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(suite) else { return Vec::new() };
     entries
@@ -64,7 +73,7 @@ fn demo_runs_phr_seq_against_the_real_server_and_seals_valid_evidence() {
 #[test]
 fn a_refused_port_is_recorded_and_the_run_ends_with_exit_1_and_sealed_evidence() {
     let artifacts = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let (port, _refusing) = refused_port();
     let targets = targets_file(artifacts.path(), &format!("https://127.0.0.1:{port}"), 5);
 
     let output = connrun(

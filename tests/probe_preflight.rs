@@ -86,9 +86,9 @@ async fn rejected_client_certificate_wrong_password_and_missing_audit_db_are_nam
 #[tokio::test]
 async fn refused_port_fails_the_tcp_check() {
     let pki = Pki::new();
-    let port = probe_support::refused_port().await;
+    let refused = probe_support::refused_port();
     let input = PreflightInput {
-        base_url: format!("https://127.0.0.1:{port}"),
+        base_url: format!("https://127.0.0.1:{}", refused.port),
         trust: TrustSource::CaBundle(pki.ca_bundle.clone()),
         identity: None,
         audit_db_url: None,

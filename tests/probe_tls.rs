@@ -87,7 +87,8 @@ struct Case {
     expect: Expect,
 }
 
-async fn url_for(pki: &Pki, case: &Case) -> String {
+/// The URL to probe for `case`; a refused port is kept reserved in `held` until the test ends.
+async fn url_for(pki: &Pki, case: &Case, held: &mut Vec<probe_support::RefusedPort>) -> String {
     let issue = |spec: LeafSpec| pki.ca.issue(&spec).unwrap();
     let tls = |cert| ServerKind::Tls { cert, client_ca: None, tls12_only: false };
     let port = match &case.server {
@@ -117,7 +118,12 @@ async fn url_for(pki: &Pki, case: &Case) -> String {
         Server::NotHttp => {
             probe_support::start(ServerKind::NotHttp { cert: issue(LeafSpec::loopback_server()) }).await.port()
         }
-        Server::Refused | Server::Nowhere => probe_support::refused_port().await,
+        Server::Refused | Server::Nowhere => {
+            let refused = probe_support::refused_port();
+            let port = refused.port;
+            held.push(refused);
+            port
+        }
     };
     format!("https://{}:{port}{}", case.host, case.path)
 }
@@ -248,9 +254,10 @@ async fn each_kind_of_server_gives_its_outcome_and_complete_evidence() {
     ];
 
     let mut problems = Vec::new();
+    let mut held = Vec::new();
     for (index, case) in cases.iter().enumerate() {
         let id = format!("CASE-{index:02}");
-        let url = url_for(&pki, case).await;
+        let url = url_for(&pki, case, &mut held).await;
         // Cases that must time out wait briefly; the others get room for a slow, shared machine.
         let timeout_ms = if matches!(case.expect, Expect::Timeout(_)) { 400 } else { 5000 };
         let record = client.run(&spec(&id, url, timeout_ms), "20251119TorcaPHRSeqZ1", run_dir.path()).await;

@@ -114,12 +114,21 @@ pub async fn start(kind: ServerKind<'_>) -> SocketAddr {
     addr
 }
 
-/// A port with nothing listening on it.
-pub async fn refused_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
+/// A loopback port that refuses connections for as long as it lives.
+///
+/// The socket is bound but never listens: connecting gets a reset, and since the port stays in use no other
+/// test's `bind(0)` (nor a client's ephemeral port, which could connect to itself) can take it meanwhile, as it
+/// could the port of a listener that was bound and dropped.
+pub struct RefusedPort {
+    pub port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+/// See [`RefusedPort`]; keep the value alive until the connection attempt is over.
+pub fn refused_port() -> RefusedPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    RefusedPort { port: socket.local_addr().unwrap().port(), _socket: socket }
 }
 
 fn server_config(cert: &Identity, client_ca: Option<&Authority>, tls12_only: bool) -> rustls::ServerConfig {
