@@ -32,7 +32,7 @@ async fn probe_mtls_server(pki: &Pki, identity: Option<&ClientIdentitySource>, r
         ready_statuses: vec![200],
         body_checks: Vec::new(),
         audit_expected: Vec::new(),
-        timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(30),
     };
     client.run(&spec, "20251119TorcaPHRSeqZ1", run_dir).await
 }
@@ -183,7 +183,7 @@ async fn system_roots_do_not_trust_a_private_ca() {
         ready_statuses: vec![200],
         body_checks: Vec::new(),
         audit_expected: Vec::new(),
-        timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(30),
     };
     let run_dir = tempfile::tempdir().unwrap();
 

@@ -82,7 +82,7 @@ async fn replay_status(environment: &DemoEnvironment, path_and_query: &str) -> O
         ready_statuses: vec![410],
         body_checks: Vec::new(),
         audit_expected: Vec::new(),
-        timeout: std::time::Duration::from_secs(10),
+        timeout: std::time::Duration::from_secs(30),
     };
     prepared.client.run(&spec, "replay", scratch.path()).await.http_status
 }
