@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 use support::{Options, TestServer, backends};
 
 const REGION: &str = "ap-northeast-1";
-const KMS_ALIAS: &str = "alias/opd/phr-export";
 
 /// The S3 endpoint, or `None` after a loud SKIP (a panic under `REQUIRE_S3=1`).
 async fn s3_endpoint() -> Option<String> {
@@ -60,8 +59,8 @@ async fn kms(client: &reqwest::Client, endpoint: &str, target: &str, body: Value
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Creates the bucket, and a KMS key that the alias points at; returns the key id.
-async fn prepare(client: &reqwest::Client, endpoint: &str, bucket: &str) -> String {
+/// Creates the bucket, and a KMS key that `alias` points at; returns the key id.
+async fn prepare(client: &reqwest::Client, endpoint: &str, bucket: &str, alias: &str) -> String {
     let create_bucket = moto(client, reqwest::Method::PUT, &format!("{endpoint}/{bucket}"), "s3")
         .body(format!(
             "<CreateBucketConfiguration><LocationConstraint>{REGION}</LocationConstraint></CreateBucketConfiguration>"
@@ -73,25 +72,18 @@ async fn prepare(client: &reqwest::Client, endpoint: &str, bucket: &str) -> Stri
     let (status, key) = kms(client, endpoint, "CreateKey", json!({"Description": "phr export test"})).await;
     assert!(status.is_success(), "CreateKey: {key}");
     let key_id = key["KeyMetadata"]["KeyId"].as_str().expect("KeyId").to_owned();
-    let alias = json!({"AliasName": KMS_ALIAS, "TargetKeyId": key_id});
-    let (status, body) = kms(client, endpoint, "CreateAlias", alias.clone()).await;
-    if !status.is_success() {
-        // The alias survives from an earlier test against the same server: point it at this key.
-        let (status, body) = kms(client, endpoint, "UpdateAlias", alias).await;
-        assert!(status.is_success(), "UpdateAlias: {body}");
-    } else {
-        assert!(body.is_null() || body.is_object());
-    }
+    let (status, body) = kms(client, endpoint, "CreateAlias", json!({"AliasName": alias, "TargetKeyId": key_id})).await;
+    assert!(status.is_success(), "CreateAlias: {body}");
     key_id
 }
 
-fn s3_export(endpoint: &str, bucket: &str) -> ExportConfig {
+fn s3_export(endpoint: &str, bucket: &str, alias: &str) -> ExportConfig {
     ExportConfig {
         storage: StorageSettings::S3(S3Settings {
             bucket: bucket.to_owned(),
             region: REGION.to_owned(),
             endpoint: Some(endpoint.to_owned()),
-            kms_key: Some(KMS_ALIAS.to_owned()),
+            kms_key: Some(alias.to_owned()),
             static_credentials: Some(StaticCredentials {
                 access_key_id: "test".into(),
                 secret_access_key: "test".into(),
@@ -111,11 +103,15 @@ async fn full_life_cycle_on_s3_with_sse_kms() {
     let Some(endpoint) = s3_endpoint().await else { return };
     let s3 = reqwest::Client::new();
     for db in backends().await {
-        // Arrange
-        let bucket = format!("phr-export-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-        let key_id = prepare(&s3, &endpoint, &bucket).await;
-        let server =
-            TestServer::start(db, Options { export: s3_export(&endpoint, &bucket), ..Options::default() }).await;
+        // Arrange: a bucket and a KMS alias of this test's own. The S3 server may be shared with other test
+        // runs (scripts/s3-local.sh reuses a running one), and a shared alias could be re-pointed at another
+        // run's key between this run's upload and its checks.
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let bucket = format!("phr-export-{}", &unique[..16]);
+        let alias = format!("alias/opd/phr-export-{}", &unique[..16]);
+        let key_id = prepare(&s3, &endpoint, &bucket, &alias).await;
+        let export = s3_export(&endpoint, &bucket, &alias);
+        let server = TestServer::start(db, Options { export, ..Options::default() }).await;
 
         // Act
         let outcome = full_life_cycle(&server, "S3").await;
@@ -144,8 +140,8 @@ async fn full_life_cycle_on_s3_with_sse_kms() {
         assert_eq!(header("x-amz-server-side-encryption"), "aws:kms");
         let kms_key = header("x-amz-server-side-encryption-aws-kms-key-id");
         assert!(
-            kms_key == KMS_ALIAS || kms_key.ends_with(&key_id),
-            "object's KMS key {kms_key:?}, expected {KMS_ALIAS} / {key_id}"
+            kms_key == alias || kms_key.ends_with(&key_id),
+            "object's KMS key {kms_key:?}, expected {alias} / {key_id}"
         );
 
         // The stored object is the export ZIP.
@@ -166,7 +162,7 @@ async fn full_life_cycle_on_s3_with_sse_kms() {
         assert!(!payloads.is_empty());
         for payload in payloads {
             let payload: Value = serde_json::from_str(&payload).expect("JSON");
-            assert_eq!(payload["kmsKeyAlias"], KMS_ALIAS);
+            assert_eq!(payload["kmsKeyAlias"], alias.as_str());
             assert_eq!(payload["storageType"], "S3");
         }
         assert_eq!(outcome.status["state"], "SUCCEEDED");
