@@ -7,7 +7,7 @@ use std::process::Command;
 
 use support::{Backend, Options, TestServer};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_leave_one_row_each_and_an_unbroken_chain() {
     for db in support::backends().await {
         // Arrange
