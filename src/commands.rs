@@ -43,14 +43,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-/// Prints `value` as JSON or `text`, depending on `--json`.
-pub fn emit(global: &GlobalArgs, value: &serde_json::Value, text: &str) -> Result<(), CliError> {
-    let mut out = std::io::stdout().lock();
+/// Prints `value` as JSON or `text`, depending on `--json`. The JSON is serialised straight to stdout: for a
+/// run it holds every probe's record.
+pub fn emit(global: &GlobalArgs, value: &impl serde::Serialize, text: &str) -> Result<(), CliError> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if global.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()))?;
+        serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::from)?;
+        writeln!(out)?;
     } else {
         write!(out, "{text}")?;
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -186,8 +189,21 @@ pub fn print_outcome(global: &GlobalArgs, outcome: &RunOutcome) -> Result<(), Cl
         text.push_str(&format!("  audit error: {error}\n"));
     }
     text.push_str(if status.is_ok() { "result: OK\n" } else { "result: PROBLEM (see todo/PHR_OPEN_ITEMS.md)\n" });
-    let value = json!({ "run_id": status.run_id, "evidence": outcome.dir, "ok": status.is_ok(), "status": status });
+    let value = RunJson { evidence: &outcome.dir, ok: status.is_ok(), run_id: &status.run_id, status };
     emit(global, &value, &text)
+}
+
+/// What `run --json` prints (fields in the order they have always had).
+#[derive(serde::Serialize)]
+struct RunJson<'a> {
+    /// The sealed run folder.
+    evidence: &'a Path,
+    /// Everything as expected (exit code 0).
+    ok: bool,
+    /// The RUN_ID.
+    run_id: &'a str,
+    /// The whole `status.json` content.
+    status: &'a crate::status::RunStatus,
 }
 
 /// Default limit for each preflight network check when the target sets none.

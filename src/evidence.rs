@@ -14,7 +14,12 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::redact::Redactor;
 use crate::runid::{self, AllocateError, RunId};
+
+pub use redacted::RedactedFile;
+
+mod redacted;
 
 /// Name of the manifest file; written last.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -214,6 +219,21 @@ impl RunFolder {
             fs::create_dir_all(parent).map_err(io_at(parent))?;
         }
         fs::write(&path, bytes).map_err(io_at(&path))
+    }
+
+    /// Creates one evidence file (relative path with `/`) whose content is redacted as it is written, so a
+    /// document is serialised straight to disk instead of being built, and redacted, in memory first.
+    pub fn create_redacted<'r>(
+        &self,
+        relative: &str,
+        redactor: &'r Redactor,
+    ) -> Result<RedactedFile<'r>, EvidenceError> {
+        let path = self.partial.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_at(parent))?;
+        }
+        let file = File::create(&path).map_err(io_at(&path))?;
+        Ok(RedactedFile::new(file, path, redactor))
     }
 
     /// Seals the run: removes the bookkeeping files, writes `manifest.json` last and renames the folder to its

@@ -1,9 +1,9 @@
 //! `junit.xml`: one test case per probe, grouped by phase, so CI systems can show a run's result.
 //!
 //! A probe that is not Ready is a `<failure>` with its outcome and check failures as the message; the XML is
-//! written by hand (it is small) with every value escaped.
+//! written by hand, test case by test case straight into the file, with every value escaped.
 
-use std::fmt::Write;
+use std::io::{self, Write};
 
 use crate::probe::ProbeRecord;
 use crate::status::RunStatus;
@@ -38,54 +38,61 @@ fn failure_message(probe: &ProbeRecord) -> String {
 
 /// Renders `junit.xml` for a run.
 pub fn render(status: &RunStatus) -> String {
+    let mut xml = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write(&mut xml, status);
+    String::from_utf8_lossy(&xml).into_owned()
+}
+
+/// Writes `junit.xml` for a run to `out`, test case by test case.
+pub fn write(mut out: impl Write, status: &RunStatus) -> io::Result<()> {
     let failures = status.probes.iter().filter(|p| !p.ready).count();
     let total_seconds: f64 = status.probes.iter().map(|p| p.timings.total_ms / 1000.0).sum();
-    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        xml,
+    writeln!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
+    writeln!(
+        out,
         "<testsuites name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{total_seconds:.3}\">",
         xml_escape(&status.run_id),
         status.probes.len()
-    );
+    )?;
     for phase in &status.phases {
         let probes: Vec<&ProbeRecord> = status.probes_of(&phase.id).collect();
         let phase_failures = probes.iter().filter(|p| !p.ready).count();
         let phase_seconds: f64 = probes.iter().map(|p| p.timings.total_ms / 1000.0).sum();
-        let _ = writeln!(
-            xml,
+        writeln!(
+            out,
             "  <testsuite name=\"Phase-{} {}\" tests=\"{}\" failures=\"{phase_failures}\" errors=\"0\" time=\"{phase_seconds:.3}\" timestamp=\"{}\">",
             xml_escape(&phase.id),
             xml_escape(&phase.name),
             probes.len(),
             phase.started_at.format("%Y-%m-%dT%H:%M:%S")
-        );
+        )?;
         for probe in probes {
-            let _ = write!(
-                xml,
+            write!(
+                out,
                 "    <testcase classname=\"{}.Phase-{}\" name=\"{} {}\" time=\"{:.3}\"",
                 xml_escape(&status.template),
                 xml_escape(&phase.id),
                 xml_escape(&probe.id),
                 xml_escape(&probe.name),
                 probe.timings.total_ms / 1000.0
-            );
+            )?;
             if probe.ready {
-                xml.push_str("/>\n");
+                writeln!(out, "/>")?;
             } else {
                 let message = xml_escape(&failure_message(probe));
-                let _ = writeln!(
-                    xml,
+                writeln!(
+                    out,
                     ">\n      <failure message=\"{message}\" type=\"{}\">{} {}: {message}</failure>\n    </testcase>",
                     probe.outcome.kind(),
                     xml_escape(&probe.method),
                     xml_escape(&probe.url)
-                );
+                )?;
             }
         }
-        xml.push_str("  </testsuite>\n");
+        writeln!(out, "  </testsuite>")?;
     }
-    xml.push_str("</testsuites>\n");
-    xml
+    writeln!(out, "</testsuites>")
 }
 
 #[cfg(test)]

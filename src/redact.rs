@@ -14,7 +14,7 @@ mod stream;
 
 use std::borrow::Cow;
 
-pub use stream::StreamRedactor;
+pub use stream::{RedactingWriter, StreamRedactor};
 
 /// What every masked value is replaced with.
 pub const MASK: &str = "<MASKED>";

@@ -152,13 +152,23 @@ impl Reports {
 
     /// Renders every document for a run; returns (path in the run folder, text).
     pub fn render_all(&self, status: &RunStatus) -> Result<Vec<(&'static str, String)>, ReportError> {
-        let context = Context::from_serialize(ReportContext::new(status)).map_err(|e| tera_error("context", &e))?;
+        let context = self.context(status)?;
         DOCUMENTS
             .iter()
             .map(|(name, output, _)| {
                 self.tera.render(name, &context).map(|text| (*output, text)).map_err(|e| tera_error(name, &e))
             })
             .collect()
+    }
+
+    /// What every document renders from; built once per run and shared by [`Reports::render_to`].
+    pub fn context(&self, status: &RunStatus) -> Result<Context, ReportError> {
+        Context::from_serialize(ReportContext::new(status)).map_err(|e| tera_error("context", &e))
+    }
+
+    /// Renders one document (its template file name, see [`DOCUMENTS`]) straight into `out`.
+    pub fn render_to(&self, name: &str, context: &Context, out: impl std::io::Write) -> Result<(), ReportError> {
+        self.tera.render_to(name, context, out).map_err(|e| tera_error(name, &e))
     }
 }
 

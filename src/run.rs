@@ -215,7 +215,8 @@ pub async fn execute(
 }
 
 /// Writes everything derived from the status: status.json, preflight.json, audit/counts.json, the HAR,
-/// junit.xml and the rendered Markdown, each through the redactor.
+/// junit.xml and the rendered Markdown. Each is serialised straight into its file through the redactor, so
+/// no document is held in memory whole.
 fn write_documents(
     folder: &RunFolder,
     redactor: &Redactor,
@@ -230,11 +231,18 @@ fn write_documents(
         counts: status.audit.clone(),
     };
     write_json(folder, redactor, "audit/counts.json", &counts)?;
-    let har = crate::har::document(&status.run_id, status.serverinfo.iter().chain(&status.probes));
-    write_json(folder, redactor, "har/run.har", &har)?;
-    folder.write("junit.xml", redactor.text(&crate::junit::render(status)).as_bytes())?;
-    for (path, text) in reports.render_all(status)? {
-        folder.write(path, redactor.text(&text).as_bytes())?;
+    let mut har = folder.create_redacted("har/run.har", redactor)?;
+    crate::har::write(&mut har, &status.run_id, status.serverinfo.iter().chain(&status.probes))
+        .map_err(|e| har.error(e.into()))?;
+    har.finish()?;
+    let mut junit = folder.create_redacted("junit.xml", redactor)?;
+    crate::junit::write(&mut junit, status).map_err(|e| junit.error(e))?;
+    junit.finish()?;
+    let context = reports.context(status)?;
+    for (name, path, _) in crate::report::DOCUMENTS {
+        let mut file = folder.create_redacted(path, redactor)?;
+        reports.render_to(name, &context, &mut file)?;
+        file.finish()?;
     }
     Ok(())
 }
@@ -274,15 +282,16 @@ async fn run_probes(
     (records, taken)
 }
 
+/// Serialises `value` as pretty JSON into `path`, redacting on the way.
 fn write_json(
     folder: &RunFolder,
     redactor: &Redactor,
     path: &str,
     value: &impl serde::Serialize,
 ) -> Result<(), RunError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| EvidenceError::Corrupt { path: folder.dir().join(path), message: e.to_string() })?;
-    folder.write(path, redactor.text(&text).as_bytes())?;
+    let mut file = folder.create_redacted(path, redactor)?;
+    serde_json::to_writer_pretty(&mut file, value).map_err(|e| file.error(e.into()))?;
+    file.finish()?;
     Ok(())
 }
 

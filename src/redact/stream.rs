@@ -3,7 +3,10 @@
 //! Response bodies stream to disk; a token may straddle two chunks. The stream holds back only the tail
 //! that may still be part of a secret: everything up to the last line end is safe (no rule spans a line
 //! end), and when a single line grows past [`STREAM_HOLD_LIMIT`], everything up to the last delimiter that
-//! leaves room for the longest configured secret.
+//! leaves room for the longest configured secret. [`RedactingWriter`] puts the same stream behind
+//! `io::Write`, so whole documents (status.json, the HAR, reports) are serialised straight to disk.
+
+use std::io::{self, Write};
 
 use super::{Redactor, Span, VALUE_DELIMITERS, apply};
 
@@ -61,6 +64,42 @@ impl<'a> StreamRedactor<'a> {
     }
 }
 
+/// An `io::Write` that redacts everything on its way to `inner`, holding back only what a [`StreamRedactor`]
+/// holds back. Put a `BufWriter` in front: every write rescans the bytes held since the last line end.
+pub struct RedactingWriter<'a, W: Write> {
+    /// The redaction state.
+    stream: StreamRedactor<'a>,
+    /// Where redacted bytes go.
+    inner: W,
+}
+
+impl<'a, W: Write> RedactingWriter<'a, W> {
+    /// Redacts with `redactor` into `inner`.
+    pub fn new(redactor: &'a Redactor, inner: W) -> Self {
+        Self { stream: StreamRedactor::new(redactor), inner }
+    }
+
+    /// Writes what was held back and hands back `inner` (not flushed).
+    pub fn finish(self) -> io::Result<W> {
+        let Self { stream, mut inner } = self;
+        inner.write_all(&stream.finish())?;
+        Ok(inner)
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let safe = self.stream.push(buf);
+        self.inner.write_all(&safe)?;
+        Ok(buf.len())
+    }
+
+    /// Flushes `inner`; bytes that may still be part of a secret stay held until [`RedactingWriter::finish`].
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +127,20 @@ mod tests {
 
             assert_eq!(String::from_utf8(out).unwrap(), expected, "chunk size {chunk_size}");
         }
+    }
+
+    #[test]
+    fn redacting_writer_matches_redacting_the_whole_text() {
+        let r = redactor();
+        let text = format!("{{\n  \"auth\": \"Basic b3BzOnB3\",\n  \"pw\": \"{PASSWORD}\",\n  \"n\": 1\n}}");
+        let mut writer = io::BufWriter::with_capacity(5, RedactingWriter::new(&r, Vec::new()));
+
+        for piece in text.as_bytes().chunks(3) {
+            writer.write_all(piece).unwrap();
+        }
+        let written = writer.into_inner().map_err(|e| e.into_error()).unwrap().finish().unwrap();
+
+        assert_eq!(String::from_utf8(written).unwrap(), r.text(&text));
     }
 
     #[test]
