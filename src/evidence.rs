@@ -9,7 +9,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::redact::Redactor;
 use crate::runid::{self, AllocateError, RunId};
 
+pub use event_log::EventLog;
 pub use redacted::RedactedFile;
 
+mod event_log;
 mod redacted;
 
 /// Name of the manifest file; written last.
@@ -271,13 +272,13 @@ pub struct Manifest {
     pub files: Vec<ManifestEntry>,
 }
 
-fn sha256_file(path: &Path) -> Result<(u64, String), EvidenceError> {
+/// Size and SHA-256 of a file, read through `buffer` (reused across files: a 1,000-probe run has thousands).
+fn sha256_file(path: &Path, buffer: &mut [u8]) -> Result<(u64, String), EvidenceError> {
     let mut file = File::open(path).map_err(io_at(path))?;
     let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut buffer = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     loop {
-        let read = file.read(&mut buffer).map_err(io_at(path))?;
+        let read = file.read(buffer).map_err(io_at(path))?;
         if read == 0 {
             break;
         }
@@ -286,6 +287,9 @@ fn sha256_file(path: &Path) -> Result<(u64, String), EvidenceError> {
     }
     Ok((size, hex::encode(context.finish().as_ref())))
 }
+
+/// Read size when hashing files.
+const HASH_BUFFER: usize = 64 * 1024;
 
 fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), EvidenceError> {
     for entry in fs::read_dir(dir).map_err(io_at(dir))? {
@@ -309,10 +313,11 @@ fn hash_tree(dir: &Path) -> Result<Vec<ManifestEntry>, EvidenceError> {
     list_files(dir, dir, &mut paths)?;
     paths.retain(|p| p != MANIFEST_FILE);
     paths.sort();
+    let mut buffer = vec![0u8; HASH_BUFFER];
     paths
         .into_iter()
         .map(|path| {
-            let (size, sha256) = sha256_file(&dir.join(&path))?;
+            let (size, sha256) = sha256_file(&dir.join(&path), &mut buffer)?;
             Ok(ManifestEntry { path, size, sha256 })
         })
         .collect()
@@ -387,13 +392,14 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport, EvidenceError> {
     list_files(dir, dir, &mut present)?;
     present.retain(|p| p != MANIFEST_FILE);
     let mut first_mismatch = None;
+    let mut buffer = vec![0u8; HASH_BUFFER];
     for entry in &manifest.files {
         let path = dir.join(&entry.path);
         if !path.is_file() {
             first_mismatch = Some(Mismatch::Missing { path: entry.path.clone() });
             break;
         }
-        let (size, sha256) = sha256_file(&path)?;
+        let (size, sha256) = sha256_file(&path, &mut buffer)?;
         if size != entry.size || sha256 != entry.sha256 {
             first_mismatch = Some(Mismatch::Changed {
                 path: entry.path.clone(),
@@ -419,40 +425,5 @@ pub fn verify(artifacts: &Path, run_id: &RunId) -> Result<VerifyReport, Evidence
         Some(RunLocation::Finished(dir)) => verify_dir(&dir),
         Some(RunLocation::Partial(path)) => Err(EvidenceError::Unfinished { run_id: run_id.clone(), path }),
         None => Err(EvidenceError::NotFound { run_id: run_id.clone(), artifacts: artifacts.to_owned() }),
-    }
-}
-
-/// `logs/run.ndjson.gz`, appended one gzip member per event and flushed at once, so `zcat` reads every event
-/// written so far even if the process is killed mid-run.
-#[derive(Debug)]
-pub struct EventLog {
-    /// The open log file (append mode); the mutex keeps concurrent probe events whole.
-    file: Mutex<File>,
-    /// Its path, for errors.
-    path: PathBuf,
-}
-
-impl EventLog {
-    /// Opens (creating) the log under `run_dir/logs/`.
-    pub fn open(run_dir: &Path) -> Result<EventLog, EvidenceError> {
-        let logs = run_dir.join("logs");
-        fs::create_dir_all(&logs).map_err(io_at(&logs))?;
-        let path = logs.join("run.ndjson.gz");
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_at(&path))?;
-        Ok(EventLog { file: Mutex::new(file), path })
-    }
-
-    /// Appends one event: `{"ts": ..., "event": <name>, ...fields}`.
-    pub fn event(&self, name: &str, fields: serde_json::Value) -> Result<(), EvidenceError> {
-        let mut line = serde_json::json!({ "ts": Utc::now().to_rfc3339(), "event": name });
-        if let (Some(target), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
-            target.extend(extra);
-        }
-        let mut text = line.to_string();
-        text.push('\n');
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let member = encoder.write_all(text.as_bytes()).and_then(|()| encoder.finish()).map_err(io_at(&self.path))?;
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(&member).and_then(|()| file.flush()).map_err(io_at(&self.path))
     }
 }
