@@ -6,7 +6,7 @@
 //! a header split across two TLS records is still masked.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -160,9 +160,36 @@ fn clock(at: &DateTime<Utc>) -> String {
 }
 
 /// Writes `contents` to `dir/name`; the error names the file.
-pub async fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> Result<(), String> {
-    let path = dir.join(name);
-    tokio::fs::write(&path, contents).await.map_err(|e| format!("evidence not written: {}: {e}", path.display()))
+pub async fn write(dir: &Path, name: &str, contents: impl Into<Vec<u8>>) -> Result<(), String> {
+    let mut results = write_all(vec![(dir.join(name), contents.into())]).await;
+    results.pop().unwrap_or(Ok(()))
+}
+
+/// Writes several files in one blocking-pool task (one thread hop per probe instead of one per file) and
+/// returns each file's result in order; an error names the file.
+pub async fn write_all(files: Vec<(PathBuf, Vec<u8>)>) -> Vec<Result<(), String>> {
+    let count = files.len();
+    let written = tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .map(|(path, contents)| {
+                std::fs::write(&path, contents).map_err(|e| format!("evidence not written: {}: {e}", path.display()))
+            })
+            .collect()
+    })
+    .await;
+    written.unwrap_or_else(|e| vec![Err(format!("evidence not written: {e}")); count])
+}
+
+/// Creates folders (and their parents) in one blocking-pool task; the error names the folder.
+pub async fn create_dirs(dirs: Vec<PathBuf>) -> Result<(), String> {
+    let created = tokio::task::spawn_blocking(move || {
+        dirs.iter().try_for_each(|dir| {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+        })
+    })
+    .await;
+    created.unwrap_or_else(|e| Err(format!("cannot create the evidence folders: {e}")))
 }
 
 #[cfg(test)]

@@ -256,32 +256,37 @@ impl ProbeClient {
                 dump::trace(&log, &self.redactor),
             )
         };
-        let mut failures = Vec::new();
-        if let Err(e) = dump::write(dump_dir, "request.http", request).await {
-            failures.push(e);
-        }
-        if let Err(e) = dump::write(dump_dir, "response.headers", response).await {
-            failures.push(e);
-        }
-        if let Err(e) = dump::write(trace_dir, &format!("{file_id}_trace.log"), trace).await {
-            failures.push(e);
-        }
-        if !failures.is_empty() {
-            record.ready = false;
-            record.check_failures.extend(failures);
-        }
-        if let Err(e) = dump::write(dump_dir, "status.txt", dump::status_txt(record, run_id)).await {
-            record.ready = false;
-            record.check_failures.push(e);
+        // status.txt is rendered as if the other files were written; should one fail, it is rendered again.
+        let status = dump::status_txt(record, run_id);
+        let mut results = dump::write_all(vec![
+            (dump_dir.join("request.http"), request),
+            (dump_dir.join("response.headers"), response),
+            (trace_dir.join(format!("{file_id}_trace.log")), trace.into_bytes()),
+            (dump_dir.join("status.txt"), status.into_bytes()),
+        ])
+        .await;
+        let status_written = results.pop().unwrap_or(Ok(()));
+        let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+        match status_written {
+            Err(e) => {
+                record.ready = false;
+                record.check_failures.extend(failures);
+                record.check_failures.push(e);
+            }
+            Ok(()) if !failures.is_empty() => {
+                record.ready = false;
+                record.check_failures.extend(failures);
+                if let Err(e) = dump::write(dump_dir, "status.txt", dump::status_txt(record, run_id)).await {
+                    record.check_failures.push(e);
+                }
+            }
+            Ok(()) => {}
         }
     }
 }
 
 async fn create_dirs(dump_dir: &Path, trace_dir: &Path) -> Result<(), String> {
-    for dir in [dump_dir, trace_dir] {
-        tokio::fs::create_dir_all(dir).await.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    Ok(())
+    dump::create_dirs(vec![dump_dir.to_owned(), trace_dir.to_owned()]).await
 }
 
 /// A probe id as a file name: anything but letters, digits, `-`, `_` and `.` becomes `_`.
