@@ -144,6 +144,8 @@ pub fn reserve_next(
 
 /// Reserves one given RUN_ID (e.g. a timestamp-form id); refuses an id that exists in any form.
 pub fn reserve_exact(artifacts: &Path, suite: &str, template: &str, run_id: &RunId) -> Result<PathBuf, EvidenceError> {
+    // Held over the look through every suite and the claim, so no other process claims the id in between.
+    let _lock = runid::AllocationLock::acquire(artifacts)?;
     if let Some(RunLocation::Finished(path) | RunLocation::Partial(path)) = locate(artifacts, run_id)? {
         return Err(EvidenceError::AlreadyStarted { run_id: run_id.clone(), path });
     }

@@ -5,6 +5,8 @@
 //! folder names, SQL `LIKE` patterns and headers; anything else is refused with a message showing both forms.
 //! Allocation picks the next free `Z<n>` for a date and label and claims it with an atomic `create_dir`, looking
 //! at finished folders and at in-progress (`.<RUN_ID>.partial`) ones, so a crashed run's id is never reused.
+//! Scanning every suite and claiming happen under [`AllocationLock`], an exclusive file lock in the artifacts
+//! root, so two processes allocating in different suites of one root cannot pick the same id either.
 
 use std::fmt;
 use std::io;
@@ -15,6 +17,31 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
 /// Folder-name suffix of a run that is reserved or in progress (see `evidence.rs`).
 pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// The lock file in the artifacts root (a file, so every scan of suite folders passes it by).
+const ALLOCATION_LOCK_FILE: &str = ".runid.lock";
+
+/// An exclusive advisory lock on the artifacts root's `.runid.lock`, held while a RUN_ID is chosen and claimed.
+/// The operating system releases it when the guard is dropped or the process dies, so a crash never leaves
+/// the root locked.
+#[derive(Debug)]
+pub struct AllocationLock {
+    /// Kept open: closing it releases the lock.
+    _file: std::fs::File,
+}
+
+impl AllocationLock {
+    /// Waits for the lock of `artifacts`, creating the folder and the lock file when missing.
+    pub fn acquire(artifacts: &Path) -> Result<Self, AllocateError> {
+        std::fs::create_dir_all(artifacts)
+            .map_err(|source| AllocateError::Io { path: artifacts.to_owned(), source })?;
+        let path = artifacts.join(ALLOCATION_LOCK_FILE);
+        let io_err = |source| AllocateError::Io { path: path.clone(), source };
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err)?;
+        file.lock().map_err(io_err)?;
+        Ok(Self { _file: file })
+    }
+}
 
 /// A validated RUN_ID in one of its two forms.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -244,6 +271,7 @@ pub fn allocate(
     if !is_valid_label(label) {
         return Err(AllocateError::BadLabel { label: label.to_owned() });
     }
+    let _lock = AllocationLock::acquire(artifacts)?;
     let suite_dir = artifacts.join(suite);
     std::fs::create_dir_all(&suite_dir).map_err(|source| AllocateError::Io { path: suite_dir.clone(), source })?;
     let mut n = highest_used(artifacts, date, label)?.saturating_add(1);
@@ -258,7 +286,8 @@ pub fn allocate(
 }
 
 /// Claims one specific RUN_ID (for example a timestamp-form id) in `suite_dir`; refuses it when it is already
-/// reserved, running, crashed or finished.
+/// reserved, running, crashed or finished there. Callers that must also refuse it in other suites hold the
+/// [`AllocationLock`] of the artifacts root around their check and this claim.
 pub fn claim(suite_dir: &Path, run_id: &RunId) -> Result<PathBuf, AllocateError> {
     std::fs::create_dir_all(suite_dir).map_err(|source| AllocateError::Io { path: suite_dir.to_owned(), source })?;
     let taken = || AllocateError::Taken { run_id: run_id.clone(), dir: suite_dir.to_owned() };

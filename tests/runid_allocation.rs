@@ -65,6 +65,26 @@ fn concurrent_allocations_get_distinct_ids() {
 }
 
 #[test]
+fn concurrent_allocations_in_different_suites_of_one_root_get_distinct_ids() {
+    let artifacts = tempfile::tempdir().expect("temp dir");
+
+    let ids: Vec<RunId> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let artifacts = artifacts.path();
+                scope.spawn(move || {
+                    runid::allocate(artifacts, &format!("suite-{i}"), date(), "race").expect("allocate").0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+
+    let distinct: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
+    assert_eq!(distinct.len(), 8, "{distinct:?}");
+}
+
+#[test]
 fn a_started_run_that_crashed_is_never_started_again_nor_reallocated() {
     let artifacts = tempfile::tempdir().expect("temp dir");
     let (run_id, _) = evidence::reserve_next(artifacts.path(), "suite", "phr-seq", date(), "crash").expect("reserve");
