@@ -119,7 +119,10 @@ async fn the_html_report_renders_in_headless_chromium_and_references_nothing_ext
     let html = std::fs::read_to_string(&html_path).expect("html written");
     let screenshot = artifacts.path().join("shot.png");
     let profile = tempfile::tempdir().expect("profile dir");
-    let browser_run = Command::new(&browser)
+    // coreutils' `timeout` turns a hung browser into a failure (exit 124) instead of a stalled CI.
+    let browser_run = Command::new("timeout")
+        .args(["--kill-after=10", "120"])
+        .arg(&browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", screenshot.display()))
