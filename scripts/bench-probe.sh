@@ -3,10 +3,14 @@
 #
 # Both clients make N sequential HTTPS requests (GET PHR-04 allergy) to a real `phr-server serve` (release build),
 # each on a fresh TCP+TLS connection with a client certificate and Basic auth:
-#   curl        one curl process, N URLs, `Connection: close` so every request reconnects, body to /dev/null
+#   curl        one curl process, N URLs, HTTP/1.1 with `Connection: close` so every request reconnects (TLS
+#               sessions are resumed, as connrun's are), body to /dev/null. `--http1.1` matters: curl otherwise
+#               negotiates HTTP/2, drops the header and sends all N requests over one connection.
 #   curl+files  the same, but keeping evidence the way the ops log did by hand (--trace-ascii, -D, -o per probe)
 #   connrun     `connrun run` of a generated template with N probes, --jobs 1, full evidence tree
-# It prints milliseconds per probe, connrun's peak memory, and the ratios connrun/curl. Usage: scripts/bench-probe.sh [N] (default 200).
+# It prints milliseconds per probe, connrun's peak memory, and the ratios connrun/curl.
+# Usage: scripts/bench-probe.sh [N] (default 200). BENCH_CONNRUN=<path> measures that connrun binary instead of
+# the fresh release build (e.g. a copy built from an older commit, for before/after numbers in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-200}"
@@ -57,7 +61,7 @@ mkdir -p curl-evidence
 operation() { # url trace [evidence-name]
   printf 'url = "%s"\ncacert = "ca.pem"\ncert = "client.pem"\nkey = "client.key"\nuser = "F001:ops:bench-pass"\n' "$1"
   printf 'header = "X-Facility-Id: F001"\nheader = "Connection: close"\nheader = "X-Trace-Id: %s"\n' "$2"
-  printf 'silent\nshow-error\nfail\n'
+  printf 'http1.1\nsilent\nshow-error\nfail\n'
   if [ -n "${3:-}" ]; then
     printf 'output = "curl-evidence/%s.body"\ndump-header = "curl-evidence/%s.headers"\n' "$3" "$3"
   else
@@ -98,7 +102,7 @@ password_env = "BENCH_BASIC_PASSWORD"
 EOF
 export BENCH_BASIC_PASSWORD=bench-pass
 t0=$(now)
-/usr/bin/time -f '%M' -o connrun.rss "$bin/connrun" --artifacts "$work/artifacts" --run-templates "$work/rt" --targets "$work/targets.toml" \
+/usr/bin/time -f '%M' -o connrun.rss "${BENCH_CONNRUN:-$bin/connrun}" --artifacts "$work/artifacts" --run-templates "$work/rt" --targets "$work/targets.toml" \
   run --template bench --target bench --jobs 1 >connrun.out
 t1=$(now)
 connrun_ms=$(per_probe "$t0" "$t1")
