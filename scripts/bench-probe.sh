@@ -3,8 +3,9 @@
 #
 # Both clients make N sequential HTTPS requests (GET PHR-04 allergy) to a real `phr-server serve` (release build),
 # each on a fresh TCP+TLS connection with a client certificate and Basic auth:
-#   curl        one curl process, N URLs, HTTP/1.1 with `Connection: close` so every request reconnects (TLS
-#               sessions are resumed, as connrun's are), body to /dev/null. `--http1.1` matters: curl otherwise
+#   curl        one curl process, N URLs, HTTP/1.1 with `Connection: close` so every request reconnects, and
+#               `--no-sessionid` so every connection is a full mTLS handshake, as each of connrun's probes is
+#               (it never resumes a session), body to /dev/null. `--http1.1` matters: curl otherwise
 #               negotiates HTTP/2, drops the header and sends all N requests over one connection.
 #   curl+files  the same, but keeping evidence the way the ops log did by hand (--trace-ascii, -D, -o per probe)
 #   connrun     `connrun run` of a generated template with N probes, --jobs 1, full evidence tree
@@ -61,7 +62,7 @@ mkdir -p curl-evidence
 operation() { # url trace [evidence-name]
   printf 'url = "%s"\ncacert = "ca.pem"\ncert = "client.pem"\nkey = "client.key"\nuser = "F001:ops:bench-pass"\n' "$1"
   printf 'header = "X-Facility-Id: F001"\nheader = "Connection: close"\nheader = "X-Trace-Id: %s"\n' "$2"
-  printf 'http1.1\nsilent\nshow-error\nfail\n'
+  printf 'http1.1\nno-sessionid\nsilent\nshow-error\nfail\n'
   if [ -n "${3:-}" ]; then
     printf 'output = "curl-evidence/%s.body"\ndump-header = "curl-evidence/%s.headers"\n' "$3" "$3"
   else

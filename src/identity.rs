@@ -125,6 +125,10 @@ pub fn client_tls_config(
         }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every probe is a full handshake, like each separate curl command of the ops log: the server verifies
+    // the client certificate each time, and each probe records the chain it was really sent. A resumed
+    // session would skip both after the first probe.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }
 
