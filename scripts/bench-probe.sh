@@ -14,6 +14,7 @@
 # the fresh release build (e.g. a copy built from an older commit, for before/after numbers in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-pki.sh
 n="${1:-200}"
 port="${BENCH_PORT:-18443}"
 ops_port="${BENCH_OPS_PORT:-19464}"
@@ -25,17 +26,7 @@ bin="$PWD/target/release"
 
 # PKI: CA, server (localhost / 127.0.0.1), client; RSA key for the Layer ID token.
 cd "$work"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 \
-  -subj "/CN=bench CA" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=keyCertSign" 2>/dev/null
-issue() { # name cn ext
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$2" 2>/dev/null
-  printf '%s\n' "$3" >"$1.ext"
-  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -out "$1.pem" -days 2 -extfile "$1.ext" 2>/dev/null
-}
-issue server localhost "subjectAltName=DNS:localhost,IP:127.0.0.1
-extendedKeyUsage=serverAuth"
-issue client bench-client "extendedKeyUsage=clientAuth"
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out layer.pem 2>/dev/null
+bench_pki
 
 export PHR_DATABASE_URL="sqlite:$work/phr.db" PHR_IMAGE_STORE_DIR="$work/images" PHR_SEED_USER_PASSWORD="bench-pass"
 "$bin/phr-server" seed --patients 5 >/dev/null

@@ -16,6 +16,7 @@
 #        BENCH_PHR_SERVER=<binary> runs that build instead of building target/release/phr-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-pki.sh
 n="${1:-20}"
 c="${2:-16}"
 r="${BENCH_REPEAT:-4}"
@@ -73,17 +74,7 @@ fi
 # PKI: CA, server (localhost / 127.0.0.1), client; RSA key for the Layer ID token.
 cd "$work"
 chmod 711 "$work" # nginx workers (nobody when started as root) traverse it to the document root
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 \
-  -subj "/CN=bench CA" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=keyCertSign" 2>/dev/null
-issue() { # name cn ext
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$2" 2>/dev/null
-  printf '%s\n' "$3" >"$1.ext"
-  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -out "$1.pem" -days 2 -extfile "$1.ext" 2>/dev/null
-}
-issue server localhost "subjectAltName=DNS:localhost,IP:127.0.0.1
-extendedKeyUsage=serverAuth"
-issue client bench-client "extendedKeyUsage=clientAuth"
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out layer.pem 2>/dev/null
+bench_pki
 
 export PHR_DATABASE_URL="sqlite:$work/phr.db" PHR_IMAGE_STORE_DIR="$work/images" PHR_SEED_USER_PASSWORD="bench-pass"
 say "bench-stream: seeding $k patients per facility ..."
