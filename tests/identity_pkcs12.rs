@@ -7,10 +7,9 @@ mod probe_support;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use connrun::identity::{ClientIdentitySource, IdentityError, TrustSource, client_tls_config, load_identity};
-use connrun::probe::{Outcome, ProbeBody, ProbeClient, ProbeRecord, ProbeSpec};
+use connrun::probe::{Outcome, ProbeClient, ProbeRecord};
 use connrun::redact::Redactor;
 use devpki::{LeafSpec, Pkcs12Flavor};
 use probe_support::{P12_PASSWORD, Pki, ServerKind};
@@ -21,19 +20,7 @@ async fn probe_mtls_server(pki: &Pki, identity: Option<&ClientIdentitySource>, r
         probe_support::start(ServerKind::Tls { cert: server, client_ca: Some(&pki.ca), tls12_only: false }).await;
     let tls = client_tls_config(&TrustSource::CaBundle(pki.ca_bundle.clone()), identity).unwrap();
     let client = ProbeClient::new(Arc::new(tls), None, Arc::new(Redactor::new([P12_PASSWORD.to_owned()])));
-    let spec = ProbeSpec {
-        id: "PHR-06".to_owned(),
-        name: "identityToken".to_owned(),
-        phase: "C".to_owned(),
-        method: http::Method::GET,
-        url: format!("https://localhost:{}/ok", addr.port()),
-        headers: Vec::new(),
-        body: ProbeBody::Empty,
-        ready_statuses: vec![200],
-        body_checks: Vec::new(),
-        audit_expected: Vec::new(),
-        timeout: Duration::from_secs(30),
-    };
+    let spec = probe_support::get_spec("PHR-06", "identityToken", "C", format!("https://localhost:{}/ok", addr.port()));
     client.run(&spec, "20251119TorcaPHRSeqZ1", run_dir).await
 }
 
@@ -172,19 +159,7 @@ async fn system_roots_do_not_trust_a_private_ca() {
         }
     };
     let client = ProbeClient::new(Arc::new(tls), None, Arc::new(Redactor::new(Vec::new())));
-    let spec = ProbeSpec {
-        id: "PHR-01".to_owned(),
-        name: "system roots".to_owned(),
-        phase: "A".to_owned(),
-        method: http::Method::GET,
-        url: format!("https://localhost:{}/ok", addr.port()),
-        headers: Vec::new(),
-        body: ProbeBody::Empty,
-        ready_statuses: vec![200],
-        body_checks: Vec::new(),
-        audit_expected: Vec::new(),
-        timeout: Duration::from_secs(30),
-    };
+    let spec = probe_support::get_spec("PHR-01", "system roots", "A", format!("https://localhost:{}/ok", addr.port()));
     let run_dir = tempfile::tempdir().unwrap();
 
     let record = client.run(&spec, "R", run_dir.path()).await;

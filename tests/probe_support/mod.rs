@@ -124,6 +124,23 @@ pub struct RefusedPort {
     _socket: tokio::net::TcpSocket,
 }
 
+/// A plain `GET url` probe, Ready on 200, with a timeout that holds on a loaded machine.
+pub fn get_spec(id: &str, name: &str, phase: &str, url: String) -> connrun::probe::ProbeSpec {
+    connrun::probe::ProbeSpec {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        phase: phase.to_owned(),
+        method: http::Method::GET,
+        url,
+        headers: Vec::new(),
+        body: connrun::probe::ProbeBody::Empty,
+        ready_statuses: vec![200],
+        body_checks: Vec::new(),
+        audit_expected: Vec::new(),
+        timeout: std::time::Duration::from_secs(30),
+    }
+}
+
 /// See [`RefusedPort`]; keep the value alive until the connection attempt is over.
 pub fn refused_port() -> RefusedPort {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
