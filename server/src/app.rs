@@ -1,4 +1,5 @@
-//! The assembled server: shared state, the router, and the one entry point that runs both listeners.
+//! The assembled server: building the shared state, the router, and the one entry point that runs both
+//! listeners.
 //!
 //! The server is a library first. [`App::build`] takes a validated [`Config`], opens and migrates the
 //! database and loads every key (failing fast, naming the variable, when one is unusable); [`App::serve`]
@@ -6,7 +7,6 @@
 //! the server the same way, on whatever ports they bound (port 0 in tests).
 
 use std::future::Future;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ use axum::response::Response;
 use tokio::net::TcpListener;
 
 use crate::audit::AuditLog;
-use crate::auth::{Authenticator, parse_basic};
+use crate::auth::Authenticator;
 use crate::burst::BurstLimiter;
 use crate::config::Config;
 use crate::db::{Db, DbError};
@@ -26,42 +26,14 @@ use crate::error::{ApiError, ErrorCode};
 use crate::export::{ExportService, WorkerPool};
 use crate::layer_key::{LayerKeyError, LayerSigner};
 use crate::metrics::Metrics;
-use crate::phr::{self, AuthMode, Caller, RequestMeta};
+use crate::state::{AppState, Shared};
 use crate::storage::{BlobStore, StorageError};
 use crate::tls::TlsSetupError;
-use crate::{ops, serverinfo};
+use crate::{ops, paths, phr, serverinfo};
 
 /// Total request-header bytes accepted before answering 431 (hyper's own limit is far higher and answers
 /// without the JSON body).
 const MAX_HEADER_BYTES: usize = 16 * 1024;
-
-/// Everything a handler needs; cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AppState(Arc<Shared>);
-
-/// The state shared by all requests.
-#[derive(Debug)]
-pub struct Shared {
-    pub config: Config,
-    pub db: Db,
-    pub audit: AuditLog,
-    pub auth: Authenticator,
-    /// `None` only when started with the explicit opt-out; PHR-06 then answers 503.
-    pub layer: Option<LayerSigner>,
-    pub images: BlobStore,
-    /// PHR-07 bytes per client in the sliding window.
-    pub image_budget: BurstLimiter,
-    pub metrics: Metrics,
-    /// Phase F: artifact storage and the worker wake-up (settings in `config.export`).
-    pub export: ExportService,
-}
-
-impl Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +62,9 @@ pub struct Listeners {
 
 /// A built server, ready to serve.
 pub struct App {
+    /// The shared state; callers reach the database and blob store through it (seeding, tests).
     pub state: AppState,
+    /// The PHR listener's rustls configuration, loaded at build time so a bad certificate fails start-up.
     tls: Arc<rustls::ServerConfig>,
 }
 
@@ -121,14 +95,14 @@ impl App {
         let export = ExportService::new(&config.export).map_err(StartupError::ExportStorage)?;
         let shared =
             Shared { config, db, audit, auth, layer, images, image_budget, metrics: Metrics::default(), export };
-        Ok(Self { state: AppState(Arc::new(shared)), tls })
+        Ok(Self { state: AppState::new(shared), tls })
     }
 
     /// The PHR router (without the TLS layer), for the accept loop.
     pub fn router(&self) -> Router {
         Router::new()
-            .nest(phr::PHR_BASE, phr::routes())
-            .route("/openDolphin/resources/serverinfo/{*key}", axum::routing::get(serverinfo::fetch))
+            .nest(paths::PHR_BASE, phr::routes())
+            .route(paths::SERVER_INFO, axum::routing::get(serverinfo::fetch))
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(self.state.clone(), observe))
             .with_state(self.state.clone())
@@ -159,40 +133,6 @@ impl App {
         let _ = ops_task.await;
         workers.stop().await;
         self.state.db.close().await;
-    }
-}
-
-impl AppState {
-    /// Applies the common request rules and authenticates the caller (PHR_API.md §1–§2).
-    pub async fn authenticate(&self, meta: &RequestMeta, mode: AuthMode, trace_id: String) -> Result<Caller, ApiError> {
-        let facility_header = meta.header("x-facility-id")?.filter(|f| !f.is_empty()).map(str::to_owned);
-        let client_cert = meta.client_cert().cloned();
-        if mode == AuthMode::CertificateOnly {
-            let subject = client_cert.as_ref().map(|c| c.subject.clone()).unwrap_or_default();
-            return Ok(Caller {
-                facility_id: facility_header.unwrap_or_default(),
-                user_id: format!("cert:{subject}"),
-                display_name: None,
-                role: None,
-                trace_id,
-                client_cert,
-            });
-        }
-        let facility_header = facility_header
-            .ok_or_else(|| ApiError::new(ErrorCode::MissingFacilityId, "X-Facility-Id header is required"))?;
-        let credentials = parse_basic(meta.headers.get(axum::http::header::AUTHORIZATION))?;
-        let facility = credentials.facility_id.clone().unwrap_or_else(|| facility_header.clone());
-        let account = self.auth.authenticate(&credentials, &facility).await?;
-        let caller = Caller {
-            facility_id: account.facility_id,
-            user_id: account.user_id,
-            display_name: account.display_name,
-            role: Some(account.role),
-            trace_id,
-            client_cert,
-        };
-        caller.require_facility(&facility_header)?;
-        Ok(caller)
     }
 }
 

@@ -4,7 +4,12 @@
 //! use), each also a flag, all documented by `phr-server --help`. [`ServeArgs`] is the raw form clap fills;
 //! [`ServeArgs::validate`] reads the files it names and checks every value once, so a mistake stops the server
 //! at start-up with a message that names the variable, never halfway through a request. Tests and
-//! `connrun demo` skip the raw form and build a [`Config`] directly with [`Config::new`].
+//! `connrun demo` skip the raw form and build a [`Config`] directly with [`Config::new`]. The export settings
+//! are in [`export`], the shared error in [`error`]; this module depends on nothing but the clock, so every
+//! subsystem can read its settings from here.
+
+pub mod error;
+pub mod export;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,20 +19,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::clock::Clock;
-
-/// A configuration value that cannot be used, named by its environment variable.
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-}
-
-impl ConfigError {
-    pub fn new(variable: &'static str, problem: impl Into<String>) -> Self {
-        Self { variable, problem: problem.into() }
-    }
-}
+pub use error::ConfigError;
+use export::{ExportArgs, ExportConfig};
 
 /// Flags and variables of `phr-server serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -79,7 +72,7 @@ pub struct ServeArgs {
     pub server_info: ServerInfoArgs,
 
     #[command(flatten)]
-    pub export: crate::export::ExportArgs,
+    pub export: ExportArgs,
 
     /// Seconds in-flight requests get to finish after SIGTERM or ctrl-c.
     #[arg(long, env = "PHR_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
@@ -168,7 +161,7 @@ pub struct Config {
     pub server_info: ServerInfoArgs,
     pub shutdown_grace: Duration,
     /// Phase F: artifact storage, signed URLs, worker pool.
-    pub export: crate::export::ExportConfig,
+    pub export: ExportConfig,
     /// The time source; tests inject a manual clock.
     pub clock: Clock,
 }
@@ -185,7 +178,7 @@ impl Config {
             image_store_dir: image_store_dir.into(),
             server_info: ServerInfoArgs::default(),
             shutdown_grace: Duration::from_secs(30),
-            export: crate::export::ExportConfig::default(),
+            export: ExportConfig::default(),
             clock: Clock::System,
         }
     }

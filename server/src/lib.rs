@@ -20,14 +20,17 @@ pub mod export;
 pub mod layer_key;
 pub mod metrics;
 pub mod ops;
+pub mod paths;
 pub mod phr;
 pub mod secrets;
 pub mod seed;
 pub mod serverinfo;
+pub mod state;
 pub mod storage;
 pub mod tls;
 
-pub use app::{App, AppState, Listeners, StartupError, install_crypto_provider};
+pub use app::{App, Listeners, StartupError, install_crypto_provider};
 pub use clock::Clock;
 pub use config::{Config, ImagePolicy, TlsMaterial};
 pub use db::Db;
+pub use state::AppState;

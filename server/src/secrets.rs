@@ -10,8 +10,7 @@
 
 use crate::audit::sha256_hex;
 use crate::config::LayerKeyArgs;
-use crate::export::ExportArgs;
-use crate::export::config::{MIN_SECRET_BYTES, StorageType, normalise_prefix, normalise_public_base};
+use crate::config::export::{ExportArgs, MIN_SECRET_BYTES, StorageType, normalise_prefix, normalise_public_base};
 use crate::layer_key::{BASE64_VARIABLE, KEY_ID_VARIABLE, LayerKey, LayerSigner, PATH_VARIABLE, PROVIDER_ID_VARIABLE};
 
 /// Which secrets to check.

@@ -11,11 +11,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use crate::app::AppState;
 use crate::audit::Action;
 use crate::config::ServerInfoArgs;
 use crate::error::{ApiError, ErrorCode};
-use crate::phr::{self, AuthMode, Reply, RequestMeta};
+use crate::phr::pipeline;
+use crate::phr::reply::Reply;
+use crate::phr::request::{AuthMode, RequestMeta};
+use crate::state::AppState;
 
 /// Words that make a property answer blank, whether in its name or its value (case-insensitive).
 const SENSITIVE_WORDS: [&str; 4] = ["password", "token", "secret", "jdbc"];
@@ -49,7 +51,7 @@ fn is_sensitive(text: &str) -> bool {
 
 /// `GET /openDolphin/resources/serverinfo/{*key}`.
 pub async fn fetch(State(app): State<AppState>, meta: RequestMeta, Path(key): Path<String>) -> Response {
-    phr::handle(&app, meta, Action::ServerInfo, AuthMode::Basic, async |_caller| {
+    pipeline::handle(&app, meta, Action::ServerInfo, AuthMode::Basic, async |_caller| {
         let value = lookup(&app.config.server_info, &key).ok_or_else(|| {
             ApiError::new(ErrorCode::InvalidParameter, format!("unknown server info key {key:?}"))
                 .with_status(StatusCode::NOT_FOUND)

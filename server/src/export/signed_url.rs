@@ -14,9 +14,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use uuid::Uuid;
 
-use super::config::SigningSecret;
+use crate::config::export::SigningSecret;
 use crate::db::Db;
-use crate::phr::PHR_BASE;
+use crate::paths;
 
 /// Random bytes of a nonce (stored base64url, 22 characters).
 const NONCE_BYTES: usize = 16;
@@ -54,7 +54,7 @@ pub struct VerifiedUrl {
 
 /// The path every URL of `job_id` signs (and the route it is served on).
 pub fn artifact_path(job_id: Uuid) -> String {
-    format!("{PHR_BASE}/export/{job_id}/artifact")
+    paths::export_artifact(job_id)
 }
 
 fn signing_input(path: &str, facility_id: &str, expires: i64, nonce: &str) -> String {

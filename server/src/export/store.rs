@@ -12,7 +12,7 @@ use std::sync::Arc;
 use object_store::aws::AmazonS3Builder;
 use uuid::Uuid;
 
-use super::config::{ExportConfig, StorageSettings, StorageType, is_loopback_host};
+use crate::config::export::{ExportConfig, StorageSettings, StorageType, is_loopback_host};
 use crate::storage::{BlobStore, StorageError};
 
 /// Artifact storage plus the key layout.

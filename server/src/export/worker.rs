@@ -19,7 +19,25 @@ use tokio_util::sync::CancellationToken;
 
 use super::archive::{self, ArchiveError, ArchiveJob, ArchiveSummary};
 use super::job::{self, ClaimedJob, ExportSpec};
-use crate::app::AppState;
+use super::service::ExportService;
+use crate::clock::Clock;
+use crate::config::export::ExportConfig;
+use crate::db::Db;
+
+/// What the pool needs from the running server. The server's state implements it (in `state.rs`), so this
+/// subsystem never imports that state: the pool, recovery and expiry are driven by whatever hosts them.
+pub trait WorkerHost: Clone + Send + Sync + 'static {
+    /// The store of the job rows and of the clinical data the archives read.
+    fn db(&self) -> &Db;
+    /// The time source (tests inject a manual clock).
+    fn clock(&self) -> &Clock;
+    /// `config.export`: pool size, intervals, attempts, retention.
+    fn settings(&self) -> &ExportConfig;
+    /// Artifact storage and the wake-up the handlers notify.
+    fn service(&self) -> &ExportService;
+    /// Publishes the jobs-per-state gauge of `/metrics`.
+    fn publish_job_counts(&self, counts: Vec<(String, i64)>);
+}
 
 /// The running pool; [`WorkerPool::stop`] ends it.
 pub struct WorkerPool {
@@ -29,7 +47,7 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts the maintenance task and `config.export.workers` workers; they stop when `shutdown` turns true.
-    pub fn start(app: AppState, mut shutdown: watch::Receiver<bool>) -> Self {
+    pub fn start<H: WorkerHost>(app: H, mut shutdown: watch::Receiver<bool>) -> Self {
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
         let forward = cancel.clone();
@@ -40,7 +58,7 @@ impl WorkerPool {
             }
         }));
         tasks.push(tokio::spawn(maintenance(app.clone(), cancel.clone())));
-        for index in 0..app.config.export.workers {
+        for index in 0..app.settings().workers {
             let worker_id = format!("pid{}-w{index}", std::process::id());
             tasks.push(tokio::spawn(work(app.clone(), worker_id, cancel.clone())));
         }
@@ -57,19 +75,19 @@ impl WorkerPool {
 }
 
 /// Recovers abandoned jobs now. Returns what it did; used at start-up, periodically, and by tests.
-pub async fn recover(app: &AppState) -> Result<job::Recovery, sqlx::Error> {
-    let now = app.config.clock.now();
-    let stale_ms = i64::try_from(app.config.export.stale_after.as_millis()).unwrap_or(i64::MAX);
+pub async fn recover<H: WorkerHost>(app: &H) -> Result<job::Recovery, sqlx::Error> {
+    let now = app.clock().now();
+    let stale_ms = i64::try_from(app.settings().stale_after.as_millis()).unwrap_or(i64::MAX);
     let recovery = job::recover_stale(
-        &app.db,
+        app.db(),
         job::millis(now).saturating_sub(stale_ms),
-        app.config.export.max_attempts,
+        app.settings().max_attempts,
         job::millis(now),
     )
     .await?;
     if recovery.requeued > 0 || recovery.failed > 0 {
         tracing::warn!(requeued = recovery.requeued, failed = recovery.failed, "recovered abandoned export jobs");
-        app.export.wake.notify_waiters();
+        app.service().wake.notify_waiters();
     }
     Ok(recovery)
 }
@@ -79,12 +97,12 @@ const EXPIRE_BATCH: i64 = 100;
 
 /// Deletes artifacts past `PHR_EXPORT_ARTIFACT_RETENTION_SECONDS` and marks their jobs EXPIRED; returns how
 /// many. The state changes first, so no URL is minted for an artifact being deleted.
-pub async fn expire_artifacts(app: &AppState) -> Result<usize, sqlx::Error> {
-    let retention_ms = i64::try_from(app.config.export.artifact_retention.as_millis()).unwrap_or(i64::MAX);
-    let cutoff = job::millis(app.config.clock.now()).saturating_sub(retention_ms);
+pub async fn expire_artifacts<H: WorkerHost>(app: &H) -> Result<usize, sqlx::Error> {
+    let retention_ms = i64::try_from(app.settings().artifact_retention.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = job::millis(app.clock().now()).saturating_sub(retention_ms);
     let mut expired = 0;
-    for (job_id, key) in job::retention_due(&app.db, cutoff, EXPIRE_BATCH).await? {
-        if !job::expire(&app.db, &job_id).await? {
+    for (job_id, key) in job::retention_due(app.db(), cutoff, EXPIRE_BATCH).await? {
+        if !job::expire(app.db(), &job_id).await? {
             continue;
         }
         expired += 1;
@@ -96,7 +114,7 @@ pub async fn expire_artifacts(app: &AppState) -> Result<usize, sqlx::Error> {
     Ok(expired)
 }
 
-async fn maintenance(app: AppState, cancel: CancellationToken) {
+async fn maintenance<H: WorkerHost>(app: H, cancel: CancellationToken) {
     loop {
         if let Err(error) = recover(&app).await {
             tracing::error!(%error, "export job recovery failed");
@@ -104,34 +122,34 @@ async fn maintenance(app: AppState, cancel: CancellationToken) {
         if let Err(error) = expire_artifacts(&app).await {
             tracing::error!(%error, "export artifact expiry failed");
         }
-        match job::count_by_state(&app.db).await {
-            Ok(counts) => app.metrics.set_export_jobs(counts),
+        match job::count_by_state(app.db()).await {
+            Ok(counts) => app.publish_job_counts(counts),
             Err(error) => tracing::warn!(%error, "could not count export jobs"),
         }
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(app.config.export.heartbeat_interval) => {}
+            () = tokio::time::sleep(app.settings().heartbeat_interval) => {}
         }
     }
 }
 
-async fn work(app: AppState, worker_id: String, cancel: CancellationToken) {
+async fn work<H: WorkerHost>(app: H, worker_id: String, cancel: CancellationToken) {
     while !cancel.is_cancelled() {
-        let now = job::millis(app.config.clock.now());
-        match job::claim(&app.db, &worker_id, now).await {
+        let now = job::millis(app.clock().now());
+        match job::claim(app.db(), &worker_id, now).await {
             Ok(Some(claimed)) => run(&app, claimed, &cancel).await,
             Ok(None) => {
                 tokio::select! {
                     () = cancel.cancelled() => return,
-                    () = app.export.wake.notified() => {}
-                    () = tokio::time::sleep(app.config.export.poll_interval) => {}
+                    () = app.service().wake.notified() => {}
+                    () = tokio::time::sleep(app.settings().poll_interval) => {}
                 }
             }
             Err(error) => {
                 tracing::error!(%error, worker = %worker_id, "claiming an export job failed");
                 tokio::select! {
                     () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(app.config.export.poll_interval) => {}
+                    () = tokio::time::sleep(app.settings().poll_interval) => {}
                 }
             }
         }
@@ -146,7 +164,7 @@ struct RunSignals {
     lost: AtomicBool,
 }
 
-async fn run(app: &AppState, claimed: ClaimedJob, shutdown: &CancellationToken) {
+async fn run<H: WorkerHost>(app: &H, claimed: ClaimedJob, shutdown: &CancellationToken) {
     let job_id = claimed.job_id;
     tracing::info!(%job_id, attempt = claimed.row.attempts, "export job started");
     let spec = match claimed.row.spec() {
@@ -157,7 +175,7 @@ async fn run(app: &AppState, claimed: ClaimedJob, shutdown: &CancellationToken) 
             return;
         }
     };
-    let key = match app.export.store.artifact_key(&claimed.row.facility_id, job_id, claimed.row.attempts) {
+    let key = match app.service().store.artifact_key(&claimed.row.facility_id, job_id, claimed.row.attempts) {
         Ok(key) => key,
         Err(error) => {
             tracing::error!(%job_id, %error, "no valid artifact key");
@@ -168,11 +186,11 @@ async fn run(app: &AppState, claimed: ClaimedJob, shutdown: &CancellationToken) 
 
     let result = build_with_heartbeat(app, &claimed, spec, &key, shutdown).await;
 
-    let now = job::millis(app.config.clock.now());
+    let now = job::millis(app.clock().now());
     match result {
         Ok(Ok(summary)) => {
-            let storage_type = app.export.store.storage_type.as_str();
-            match job::succeed(&app.db, &claimed, storage_type, &key, summary.bytes, now).await {
+            let storage_type = app.service().store.storage_type.as_str();
+            match job::succeed(app.db(), &claimed, storage_type, &key, summary.bytes, now).await {
                 Ok(true) => tracing::info!(
                     %job_id, bytes = summary.bytes, patients = summary.patients, skipped = summary.skipped,
                     "export job succeeded"
@@ -190,7 +208,7 @@ async fn run(app: &AppState, claimed: ClaimedJob, shutdown: &CancellationToken) 
         Ok(Err(ArchiveError::Interrupted(reason))) => {
             tracing::info!(%job_id, reason, "export run interrupted");
             if shutdown.is_cancelled()
-                && let Err(error) = job::release(&app.db, &claimed).await
+                && let Err(error) = job::release(app.db(), &claimed).await
             {
                 tracing::error!(%job_id, %error, "could not hand the job back; recovery will requeue it");
             }
@@ -213,8 +231,8 @@ async fn run(app: &AppState, claimed: ClaimedJob, shutdown: &CancellationToken) 
 
 /// Builds the artifact on a blocking thread while a separate task heartbeats the job. The build reports
 /// progress (at most once per percent) and stops at shutdown or when the run loses its lease.
-async fn build_with_heartbeat(
-    app: &AppState,
+async fn build_with_heartbeat<H: WorkerHost>(
+    app: &H,
     claimed: &ClaimedJob,
     spec: ExportSpec,
     key: &str,
@@ -229,11 +247,11 @@ async fn build_with_heartbeat(
             (app.clone(), claimed.clone(), Arc::clone(&signals), shutdown.clone(), key.to_owned());
         let handle = Handle::current();
         tokio::task::spawn_blocking(move || {
-            let generated_at = app.config.clock.now();
+            let generated_at = app.clock().now();
             let job_id_text = claimed.job_id.to_string();
             let archive_job = ArchiveJob {
-                db: &app.db,
-                store: &app.export.store.blobs,
+                db: app.db(),
+                store: &app.service().store.blobs,
                 key: &key,
                 job_id: &job_id_text,
                 facility_id: &claimed.row.facility_id,
@@ -252,8 +270,8 @@ async fn build_with_heartbeat(
                 if percent > reported {
                     reported = percent;
                     signals.progress.store(percent, Ordering::SeqCst);
-                    let now = job::millis(app.config.clock.now());
-                    match handle.block_on(job::heartbeat(&app.db, &claimed, percent, now)) {
+                    let now = job::millis(app.clock().now());
+                    match handle.block_on(job::heartbeat(app.db(), &claimed, percent, now)) {
                         Ok(true) => {}
                         Ok(false) => return Err(ArchiveError::Interrupted("the job was taken over by recovery")),
                         Err(error) => tracing::warn!(%error, "progress update failed; the heartbeat will retry"),
@@ -270,14 +288,14 @@ async fn build_with_heartbeat(
     result
 }
 
-async fn heartbeat(app: AppState, claimed: ClaimedJob, signals: Arc<RunSignals>, stop: CancellationToken) {
+async fn heartbeat<H: WorkerHost>(app: H, claimed: ClaimedJob, signals: Arc<RunSignals>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(app.config.export.heartbeat_interval) => {}
+            () = tokio::time::sleep(app.settings().heartbeat_interval) => {}
         }
-        let now = job::millis(app.config.clock.now());
-        match job::heartbeat(&app.db, &claimed, signals.progress.load(Ordering::SeqCst), now).await {
+        let now = job::millis(app.clock().now());
+        match job::heartbeat(app.db(), &claimed, signals.progress.load(Ordering::SeqCst), now).await {
             Ok(true) => {}
             Ok(false) => {
                 signals.lost.store(true, Ordering::SeqCst);
@@ -288,15 +306,15 @@ async fn heartbeat(app: AppState, claimed: ClaimedJob, signals: Arc<RunSignals>,
     }
 }
 
-async fn finish_failed(app: &AppState, claimed: &ClaimedJob, code: &str, message: &str) {
-    let now = job::millis(app.config.clock.now());
-    if let Err(error) = job::fail(&app.db, claimed, code, message, now).await {
+async fn finish_failed<H: WorkerHost>(app: &H, claimed: &ClaimedJob, code: &str, message: &str) {
+    let now = job::millis(app.clock().now());
+    if let Err(error) = job::fail(app.db(), claimed, code, message, now).await {
         tracing::error!(job_id = %claimed.job_id, %error, "could not record the failure; recovery will handle it");
     }
 }
 
-async fn discard(app: &AppState, key: &str) {
-    if let Err(error) = app.export.store.blobs.delete(key).await {
+async fn discard<H: WorkerHost>(app: &H, key: &str) {
+    if let Err(error) = app.service().store.blobs.delete(key).await {
         tracing::warn!(%error, key, "could not delete a discarded artifact");
     }
 }

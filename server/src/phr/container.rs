@@ -10,18 +10,20 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::NaiveDate;
 
-use crate::app::AppState;
+use super::pipeline;
+use super::reply::Reply;
+use super::request::{AuthMode, RequestMeta};
 use crate::audit::Action;
 use crate::clinical::{self, ContainerQuery, PrescriptionReply};
 use crate::error::{ApiError, ErrorCode};
-use crate::phr::{self, AuthMode, Reply, RequestMeta};
+use crate::state::AppState;
 
 /// Longest `replyTo` accepted; it is echoed into every returned document.
 const MAX_REPLY_TO_CHARS: usize = 256;
 
 /// PHR-11.
 pub async fn fetch(State(app): State<AppState>, meta: RequestMeta, Path(csv): Path<String>) -> Response {
-    phr::handle(&app, meta, Action::ContainerFetch, AuthMode::Basic, async |caller| {
+    pipeline::handle(&app, meta, Action::ContainerFetch, AuthMode::Basic, async |caller| {
         let request = ContainerRequest::parse(&csv)?;
         caller.require_facility(&request.facility_id).map_err(|e| e.with_patient(request.patient_id.as_str()))?;
         let container = clinical::container(&app.db, &caller.facility_id, &request.patient_id, &request.query)

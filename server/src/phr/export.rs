@@ -23,13 +23,16 @@ use serde_json::{Map, Value, json};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use crate::app::AppState;
+use super::pipeline;
+use super::reply::Reply;
+use super::request::{AuthMode, Caller, RequestMeta, read_body};
 use crate::audit::Action;
+use crate::config::export::normalise_public_base;
 use crate::error::{ApiError, ErrorCode};
-use crate::export::config::normalise_public_base;
 use crate::export::job::{self, ExportSpec, JobRow, JobState, NewJob};
 use crate::export::signed_url::{self, IssueRequest, RedeemError};
-use crate::phr::{self, AuthMode, Caller, PHR_BASE, Reply, RequestMeta, read_body};
+use crate::paths;
+use crate::state::AppState;
 use crate::storage::StorageError;
 
 /// Largest `POST /export` body (room for the maximum number of patient ids).
@@ -138,7 +141,7 @@ impl From<NotAJobId> for ApiError {
 /// `POST /export`: validates the request and queues a job (202).
 pub async fn submit(State(app): State<AppState>, meta: RequestMeta, uri: Uri, body: Body) -> Response {
     let transport = Transport::of(&app, &meta, &uri);
-    phr::handle(&app, meta, Action::ExportRequest, AuthMode::Basic, async |caller| {
+    pipeline::handle(&app, meta, Action::ExportRequest, AuthMode::Basic, async |caller| {
         transport.refuse_plain_http()?;
         let bytes = read_body(body, MAX_EXPORT_BODY).await?;
         let request: PhrExportRequest = serde_json::from_slice(&bytes)
@@ -166,7 +169,7 @@ pub async fn submit(State(app): State<AppState>, meta: RequestMeta, uri: Uri, bo
             .detail("jobId", job_id.to_string())
             .detail("patientCount", spec.patient_ids.len());
         *reply.response.status_mut() = StatusCode::ACCEPTED;
-        if let Ok(location) = HeaderValue::from_str(&format!("{PHR_BASE}/status/{job_id}")) {
+        if let Ok(location) = HeaderValue::from_str(&paths::export_status(job_id)) {
             reply.response.headers_mut().insert(header::LOCATION, location);
         }
         Ok(reply)
@@ -177,7 +180,7 @@ pub async fn submit(State(app): State<AppState>, meta: RequestMeta, uri: Uri, bo
 /// `GET /status/{jobId}`: the job, plus a fresh single-use `downloadUrl` when it SUCCEEDED.
 pub async fn status(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Path(job_id): Path<String>) -> Response {
     let transport = Transport::of(&app, &meta, &uri);
-    phr::handle(&app, meta, Action::ExportStatus, AuthMode::Basic, async |caller| {
+    pipeline::handle(&app, meta, Action::ExportStatus, AuthMode::Basic, async |caller| {
         transport.refuse_plain_http()?;
         let (job_id, row) = caller_job(&app, &caller, &job_id).await?;
         let mut body = PhrExportJobResponse::of(&row);
@@ -199,7 +202,7 @@ pub async fn status(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Pa
 /// `DELETE /status/{jobId}`: cancels a PENDING job (204); any other state is 409 invalidState.
 pub async fn cancel(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Path(job_id): Path<String>) -> Response {
     let transport = Transport::of(&app, &meta, &uri);
-    phr::handle(&app, meta, Action::ExportCancel, AuthMode::Basic, async |caller| {
+    pipeline::handle(&app, meta, Action::ExportCancel, AuthMode::Basic, async |caller| {
         transport.refuse_plain_http()?;
         let job_id = parse_job_id(&job_id)?;
         let now_ms = job::millis(app.config.clock.now());
@@ -226,7 +229,7 @@ pub async fn artifact(
     RawQuery(query): RawQuery,
 ) -> Response {
     let transport = Transport::of(&app, &meta, &uri);
-    phr::handle(&app, meta, Action::ExportArtifact, AuthMode::Basic, async |caller| {
+    pipeline::handle(&app, meta, Action::ExportArtifact, AuthMode::Basic, async |caller| {
         transport.refuse_plain_http()?;
         let (job_id, row) = caller_job(&app, &caller, &job_id).await?;
         let detail = |e: ApiError| e.with_detail("jobId", job_id.to_string());

@@ -12,10 +12,12 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::app::AppState;
+use super::pipeline;
+use super::reply::Reply;
+use super::request::{AuthMode, RequestMeta, read_body};
 use crate::audit::Action;
 use crate::error::{ApiError, ErrorCode};
-use crate::phr::{self, AuthMode, Reply, RequestMeta};
+use crate::state::AppState;
 
 /// Largest identityToken body read; a nonce and a user id fit many times over.
 pub const MAX_IDENTITY_BODY: usize = 8 * 1024;
@@ -31,12 +33,12 @@ struct IdentityRequest {
 
 /// `POST /identityToken`.
 pub async fn issue(State(app): State<AppState>, meta: RequestMeta, body: Body) -> Response {
-    phr::handle(&app, meta, Action::LayerIdTokenIssue, AuthMode::CertificateOnly, async |_caller| {
+    pipeline::handle(&app, meta, Action::LayerIdTokenIssue, AuthMode::CertificateOnly, async |_caller| {
         let Some(signer) = app.layer.as_ref() else {
             return Err(ApiError::new(ErrorCode::LayerKeyMissing, "the Layer ID signing key is not configured")
                 .with_audit_action(Action::LayerIdCertMissing));
         };
-        let bytes = phr::read_body(body, MAX_IDENTITY_BODY).await?;
+        let bytes = read_body(body, MAX_IDENTITY_BODY).await?;
         let request: IdentityRequest = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(ErrorCode::InvalidPayload, format!("body must be JSON {{\"nonce\",\"user\"}}: {e}"))
         })?;

@@ -14,12 +14,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use crate::app::AppState;
+use super::pipeline;
+use super::reply::Reply;
+use super::request::{AuthMode, Caller, RequestMeta};
 use crate::audit::Action;
 use crate::clinical;
 use crate::config::ImagePolicy;
 use crate::error::{ApiError, ErrorCode};
-use crate::phr::{self, AuthMode, Caller, Reply, RequestMeta};
+use crate::state::AppState;
 
 /// Advertises `PHR_IMAGE_MAX_BYTES`, in bytes.
 pub const MAX_SIZE_HEADER: HeaderName = HeaderName::from_static("x-image-max-size");
@@ -43,7 +45,7 @@ struct ImageRow {
 /// `GET /image/{patientId}`.
 pub async fn stream(State(app): State<AppState>, meta: RequestMeta, Path(patient_id): Path<String>) -> Response {
     let policy = policy_headers(&app.config.image);
-    let mut response = phr::handle(&app, meta, Action::ImageStream, AuthMode::Basic, async |caller| {
+    let mut response = pipeline::handle(&app, meta, Action::ImageStream, AuthMode::Basic, async |caller| {
         newest_image(&app, caller, patient_id).await
     })
     .await;

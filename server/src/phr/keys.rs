@@ -9,19 +9,21 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
 
-use crate::app::AppState;
+use super::pipeline;
+use super::reply::Reply;
+use super::request::{AuthMode, RequestMeta, read_json};
 use crate::audit::Action;
 use crate::clinical::{self, NewPhrKey, PhrKeyInput};
 use crate::error::{ApiError, ErrorCode};
-use crate::phr::{self, AuthMode, Reply, read_json};
+use crate::state::AppState;
 
 /// Longest access key, secret key and patient id a registration accepts (the column widths).
 const MAX_KEY_CHARS: usize = 128;
 const MAX_PATIENT_ID_CHARS: usize = 64;
 
 /// PHR-02: registers or replaces the patient's key; answers `[id]`.
-pub async fn upsert(State(app): State<AppState>, meta: phr::RequestMeta, body: Body) -> Response {
-    phr::handle(&app, meta, Action::AccessKeyUpsert, AuthMode::Basic, async |caller| {
+pub async fn upsert(State(app): State<AppState>, meta: RequestMeta, body: Body) -> Response {
+    pipeline::handle(&app, meta, Action::AccessKeyUpsert, AuthMode::Basic, async |caller| {
         let input: PhrKeyInput = read_json(body).await?;
         let patient_id = required(input.patient_id.as_deref(), "patientId", MAX_PATIENT_ID_CHARS)?;
         let access_key = required(input.access_key.as_deref(), "accessKey", MAX_KEY_CHARS)
@@ -45,8 +47,8 @@ pub async fn upsert(State(app): State<AppState>, meta: phr::RequestMeta, body: B
 }
 
 /// PHR-03: the key with this access key, in the caller's facility.
-pub async fn fetch(State(app): State<AppState>, meta: phr::RequestMeta, Path(access_key): Path<String>) -> Response {
-    phr::handle(&app, meta, Action::AccessKeyFetch, AuthMode::Basic, async |caller| {
+pub async fn fetch(State(app): State<AppState>, meta: RequestMeta, Path(access_key): Path<String>) -> Response {
+    pipeline::handle(&app, meta, Action::AccessKeyFetch, AuthMode::Basic, async |caller| {
         let key = clinical::key_by_access_key(&app.db, &caller.facility_id, &access_key)
             .await
             .map_err(|e| with_key_details(ApiError::from(e), &access_key))?;
@@ -59,10 +61,10 @@ pub async fn fetch(State(app): State<AppState>, meta: phr::RequestMeta, Path(acc
 /// PHR-10: the patient's key; 404 `patientNotFound` for an unknown patient, `accessKeyNotFound` without a key.
 pub async fn fetch_by_patient(
     State(app): State<AppState>,
-    meta: phr::RequestMeta,
+    meta: RequestMeta,
     Path(patient_id): Path<String>,
 ) -> Response {
-    phr::handle(&app, meta, Action::AccessKeyFetchByPatient, AuthMode::Basic, async |caller| {
+    pipeline::handle(&app, meta, Action::AccessKeyFetchByPatient, AuthMode::Basic, async |caller| {
         let key = clinical::key_by_patient(&app.db, &caller.facility_id, &patient_id)
             .await
             .map_err(|e| ApiError::from(e).with_patient(patient_id.as_str()))?;

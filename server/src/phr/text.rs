@@ -7,12 +7,14 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 
-use crate::app::AppState;
+use super::pipeline;
+use super::reply::Reply;
+use super::request::{AuthMode, RequestMeta};
 use crate::audit::Action;
 use crate::clinical::{self, ClinicalError};
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::phr::{self, AuthMode, Reply, RequestMeta};
+use crate::state::AppState;
 
 /// PHR-01: abnormal laboratory values.
 pub async fn abnormal(State(app): State<AppState>, meta: RequestMeta, Path(patient_id): Path<String>) -> Response {
@@ -36,7 +38,7 @@ pub async fn labtest(State(app): State<AppState>, meta: RequestMeta, Path(patien
 
 /// PHR-09: the newest prescription's `medOrder` bundles.
 pub async fn medication(State(app): State<AppState>, meta: RequestMeta, Path(patient_id): Path<String>) -> Response {
-    phr::handle(&app, meta, Action::MedicationText, AuthMode::Basic, async |caller| {
+    pipeline::handle(&app, meta, Action::MedicationText, AuthMode::Basic, async |caller| {
         let medication = clinical::medication(&app.db, &caller.facility_id, &patient_id)
             .await
             .map_err(|e| ApiError::from(e).with_patient(patient_id.as_str()))?;
@@ -85,7 +87,7 @@ impl Summary {
 
 /// Runs one text endpoint: the summary's lines, or its empty sentence when there are none.
 async fn text_summary(app: AppState, meta: RequestMeta, patient_id: String, summary: Summary) -> Response {
-    phr::handle(&app, meta, summary.action(), AuthMode::Basic, async |caller| {
+    pipeline::handle(&app, meta, summary.action(), AuthMode::Basic, async |caller| {
         let lines = summary
             .lines(&app.db, &caller.facility_id, &patient_id)
             .await

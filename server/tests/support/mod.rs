@@ -18,7 +18,7 @@ use base64::Engine as _;
 use chrono::{DateTime, TimeZone, Utc};
 use devpki::{Authority, Identity, LeafSpec};
 use phr_server::config::LayerKeyArgs;
-use phr_server::phr::PHR_BASE;
+use phr_server::paths::PHR_BASE;
 use phr_server::seed::SeedArgs;
 use phr_server::{App, AppState, Clock, Config, ImagePolicy, Listeners, TlsMaterial};
 use sqlx::Row;
@@ -216,7 +216,7 @@ impl TestServer {
         config.shutdown_grace = std::time::Duration::from_secs(5);
         config.export = options.export.clone();
         if let phr_server::export::StorageSettings::Filesystem { base } = &mut config.export.storage
-            && base.as_path() == std::path::Path::new(phr_server::export::config::DEFAULT_FS_BASE)
+            && base.as_path() == std::path::Path::new(phr_server::config::export::DEFAULT_FS_BASE)
         {
             *base = images.path().join("exports");
         }

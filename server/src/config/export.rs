@@ -6,13 +6,14 @@
 //! into `phr-server serve`; [`ExportArgs::validate`] turns it into an [`ExportConfig`] or a [`ConfigError`]
 //! naming the variable, so a bad value stops the server at start-up rather than at the first export.
 //! [`ExportConfig::default`] is what `Config::new` uses: filesystem storage, no signing secret (download URLs
-//! are then omitted, the NULL fallback), the spec's TTL and bandwidth.
+//! are then omitted, the NULL fallback), the spec's TTL and bandwidth. These settings live with the rest of
+//! the configuration (not in `export`), so configuration never depends on the subsystem it configures.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::ConfigError;
+use super::error::ConfigError;
 
 /// The minimum signing-secret length, in bytes (the `check-secrets` rule).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -251,34 +252,7 @@ impl ExportConfig {
 impl ExportArgs {
     /// Checks every value and names the variable of the first bad one.
     pub fn validate(&self) -> Result<ExportConfig, ConfigError> {
-        let storage =
-            match self.export_storage_type {
-                StorageType::Filesystem => StorageSettings::Filesystem { base: self.export_fs_base.clone() },
-                StorageType::S3 => {
-                    let required =
-                        |value: &Option<String>, variable: &'static str| {
-                            value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).ok_or_else(
-                                || ConfigError::new(variable, "is required with PHR_EXPORT_STORAGE_TYPE=S3"),
-                            )
-                        };
-                    let endpoint = self.export_s3_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty());
-                    if let Some(endpoint) = endpoint {
-                        check_endpoint(endpoint)?;
-                    }
-                    StorageSettings::S3(S3Settings {
-                        bucket: required(&self.export_s3_bucket, "PHR_EXPORT_S3_BUCKET")?,
-                        region: required(&self.export_s3_region, "PHR_EXPORT_S3_REGION")?,
-                        endpoint: endpoint.map(str::to_owned),
-                        kms_key: self
-                            .export_s3_kms_key
-                            .as_deref()
-                            .map(str::trim)
-                            .filter(|k| !k.is_empty())
-                            .map(str::to_owned),
-                        static_credentials: None,
-                    })
-                }
-            };
+        let storage = self.storage()?;
         let signing_secret = match self.export_signing_secret.as_deref().filter(|s| !s.is_empty()) {
             Some(secret) => Some(SigningSecret::new(secret.as_bytes())?),
             None => None,
@@ -318,6 +292,32 @@ impl ExportArgs {
                 .unwrap_or(1),
             poll_interval: Duration::from_secs(2),
         })
+    }
+
+    /// Where artifacts go: the filesystem base, or the S3 settings with the ones S3 cannot do without.
+    fn storage(&self) -> Result<StorageSettings, ConfigError> {
+        if self.export_storage_type == StorageType::Filesystem {
+            return Ok(StorageSettings::Filesystem { base: self.export_fs_base.clone() });
+        }
+        let required = |value: &Option<String>, variable: &'static str| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| ConfigError::new(variable, "is required with PHR_EXPORT_STORAGE_TYPE=S3"))
+        };
+        let endpoint = self.export_s3_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty());
+        if let Some(endpoint) = endpoint {
+            check_endpoint(endpoint)?;
+        }
+        Ok(StorageSettings::S3(S3Settings {
+            bucket: required(&self.export_s3_bucket, "PHR_EXPORT_S3_BUCKET")?,
+            region: required(&self.export_s3_region, "PHR_EXPORT_S3_REGION")?,
+            endpoint: endpoint.map(str::to_owned),
+            kms_key: self.export_s3_kms_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned),
+            static_credentials: None,
+        }))
     }
 }
 
