@@ -29,6 +29,7 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// The state as stored in `phr_async_job.state` and shown in the API.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
@@ -39,17 +40,35 @@ impl JobState {
             Self::Expired => "EXPIRED",
         }
     }
+}
 
-    /// Parses a stored state; an unknown value is treated as FAILED rather than trusted.
-    pub fn parse(value: &str) -> Self {
+/// A stored state that is none of [`JobState`]'s (the table's CHECK constraint should make this impossible).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown export job state {0:?} in phr_async_job")]
+pub struct UnknownJobState(pub String);
+
+impl std::str::FromStr for JobState {
+    type Err = UnknownJobState;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
         match value {
-            "PENDING" => Self::Pending,
-            "RUNNING" => Self::Running,
-            "SUCCEEDED" => Self::Succeeded,
-            "CANCELLED" => Self::Cancelled,
-            "EXPIRED" => Self::Expired,
-            _ => Self::Failed,
+            "PENDING" => Ok(Self::Pending),
+            "RUNNING" => Ok(Self::Running),
+            "SUCCEEDED" => Ok(Self::Succeeded),
+            "FAILED" => Ok(Self::Failed),
+            "CANCELLED" => Ok(Self::Cancelled),
+            "EXPIRED" => Ok(Self::Expired),
+            other => Err(UnknownJobState(other.to_owned())),
         }
+    }
+}
+
+/// How `sqlx` reads the column: a row with an unknown state fails to decode, naming the value.
+impl TryFrom<String> for JobState {
+    type Error = UnknownJobState;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
     }
 }
 
@@ -76,7 +95,9 @@ pub struct ExportSpec {
 pub struct JobRow {
     pub job_id: String,
     pub facility_id: String,
-    pub state: String,
+    /// Decoded from the stored text; an unknown value is a decode error, never guessed.
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
     /// `facilityId:userId` of the submitter.
     pub requested_by: String,
     pub request_json: String,
@@ -97,10 +118,6 @@ pub struct JobRow {
 }
 
 impl JobRow {
-    pub fn state(&self) -> JobState {
-        JobState::parse(&self.state)
-    }
-
     /// The stored request; a row that does not parse cannot be built and is failed by the worker.
     pub fn spec(&self) -> Result<ExportSpec, serde_json::Error> {
         serde_json::from_str(&self.request_json)
@@ -129,6 +146,37 @@ pub fn rfc3339(ms: i64) -> Option<String> {
     DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// A value bound to a job-table statement: every column the transitions write is text or an integer.
+#[derive(Debug, Clone, Copy)]
+enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// Runs one statement on `phr_async_job` with `args` bound to `$1`, `$2`, … in order; returns the rows it
+/// changed. Every transition below is one call, so each is one conditional statement.
+async fn execute(db: &Db, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
+    with_pool!(db, |pool| {
+        let mut query = sqlx::query(sql);
+        for arg in args {
+            query = match *arg {
+                Arg::Text(value) => query.bind(value),
+                Arg::Int(value) => query.bind(value),
+            };
+        }
+        query.execute(pool).await.map(|done| done.rows_affected())
+    })
+}
+
+/// A transition of a claimed job: `$1` is its id and `$2` its lease, `args` follow from `$3`. `false` when
+/// the run no longer owns the job (the statement's condition did not match).
+async fn update_run(db: &Db, job: &ClaimedJob, sql: &'static str, args: &[Arg<'_>]) -> Result<bool, sqlx::Error> {
+    let job_id = job.job_id.to_string();
+    let mut bound = vec![Arg::Text(&job_id), Arg::Text(&job.lease_id)];
+    bound.extend_from_slice(args);
+    Ok(execute(db, sql, &bound).await? == 1)
+}
+
 /// A new PENDING job.
 pub struct NewJob<'a> {
     pub job_id: Uuid,
@@ -146,19 +194,17 @@ pub async fn insert(db: &Db, job: &NewJob<'_>) -> Result<(), sqlx::Error> {
          VALUES ($1, $2, 'PHR_EXPORT', 'PENDING', $3, $4, $5, $6, 0, 0, $7)";
     let request_json = serde_json::to_string(job.spec).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let count = i64::try_from(job.spec.patient_ids.len()).unwrap_or(i64::MAX);
-    with_pool!(db, |pool| {
-        sqlx::query(SQL)
-            .bind(job.job_id.to_string())
-            .bind(job.facility_id)
-            .bind(job.requested_by)
-            .bind(job.trace_id)
-            .bind(&request_json)
-            .bind(count)
-            .bind(job.now_ms)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
+    let job_id = job.job_id.to_string();
+    let args = [
+        Arg::Text(&job_id),
+        Arg::Text(job.facility_id),
+        Arg::Text(job.requested_by),
+        Arg::Text(job.trace_id),
+        Arg::Text(&request_json),
+        Arg::Int(count),
+        Arg::Int(job.now_ms),
+    ];
+    execute(db, SQL, &args).await?;
     Ok(())
 }
 
@@ -176,16 +222,8 @@ pub async fn cancel(db: &Db, job_id: Uuid, facility_id: &str, now_ms: i64) -> Re
     const SQL: &str = "UPDATE phr_async_job SET state = 'CANCELLED', finished_at_ms = $3, \
          error_code = 'cancelled', error_message = 'cancelled by the requester' \
          WHERE job_id = $1 AND facility_id = $2 AND state = 'PENDING'";
-    let done = with_pool!(db, |pool| {
-        sqlx::query(SQL)
-            .bind(job_id.to_string())
-            .bind(facility_id)
-            .bind(now_ms)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(done == 1)
+    let job_id = job_id.to_string();
+    Ok(execute(db, SQL, &[Arg::Text(&job_id), Arg::Text(facility_id), Arg::Int(now_ms)]).await? == 1)
 }
 
 /// Claims the oldest PENDING job for a new run, or `None` when there is nothing to do.
@@ -224,17 +262,7 @@ pub async fn claim(db: &Db, worker_id: &str, now_ms: i64) -> Result<Option<Claim
 pub async fn heartbeat(db: &Db, job: &ClaimedJob, progress: u8, now_ms: i64) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE phr_async_job SET heartbeat_at_ms = $3, progress = $4 \
          WHERE job_id = $1 AND lease_id = $2 AND state = 'RUNNING'";
-    let done = with_pool!(db, |pool| {
-        sqlx::query(SQL)
-            .bind(job.job_id.to_string())
-            .bind(&job.lease_id)
-            .bind(now_ms)
-            .bind(i64::from(progress.min(100)))
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(done == 1)
+    update_run(db, job, SQL, &[Arg::Int(now_ms), Arg::Int(i64::from(progress.min(100)))]).await
 }
 
 /// RUNNING → SUCCEEDED with the artifact; `false` when the run had lost the job.
@@ -249,37 +277,16 @@ pub async fn succeed(
     const SQL: &str = "UPDATE phr_async_job SET state = 'SUCCEEDED', progress = 100, finished_at_ms = $3, \
          heartbeat_at_ms = $3, storage_type = $4, artifact_key = $5, artifact_bytes = $6 \
          WHERE job_id = $1 AND lease_id = $2 AND state = 'RUNNING'";
-    let done = with_pool!(db, |pool| {
-        sqlx::query(SQL)
-            .bind(job.job_id.to_string())
-            .bind(&job.lease_id)
-            .bind(now_ms)
-            .bind(storage_type)
-            .bind(artifact_key)
-            .bind(i64::try_from(artifact_bytes).unwrap_or(i64::MAX))
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(done == 1)
+    let bytes = i64::try_from(artifact_bytes).unwrap_or(i64::MAX);
+    update_run(db, job, SQL, &[Arg::Int(now_ms), Arg::Text(storage_type), Arg::Text(artifact_key), Arg::Int(bytes)])
+        .await
 }
 
 /// RUNNING → FAILED with a code and a client-safe message.
 pub async fn fail(db: &Db, job: &ClaimedJob, code: &str, message: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE phr_async_job SET state = 'FAILED', finished_at_ms = $3, error_code = $4, \
          error_message = $5 WHERE job_id = $1 AND lease_id = $2 AND state = 'RUNNING'";
-    let done = with_pool!(db, |pool| {
-        sqlx::query(SQL)
-            .bind(job.job_id.to_string())
-            .bind(&job.lease_id)
-            .bind(now_ms)
-            .bind(code)
-            .bind(message)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(done == 1)
+    update_run(db, job, SQL, &[Arg::Int(now_ms), Arg::Text(code), Arg::Text(message)]).await
 }
 
 /// RUNNING → PENDING for a run interrupted by a graceful shutdown; the attempt is not counted.
@@ -287,15 +294,7 @@ pub async fn release(db: &Db, job: &ClaimedJob) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE phr_async_job SET state = 'PENDING', lease_id = NULL, worker_id = NULL, \
          heartbeat_at_ms = NULL, progress = 0, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
          WHERE job_id = $1 AND lease_id = $2 AND state = 'RUNNING'";
-    let done = with_pool!(db, |pool| {
-        sqlx::query(SQL)
-            .bind(job.job_id.to_string())
-            .bind(&job.lease_id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(done == 1)
+    update_run(db, job, SQL, &[]).await
 }
 
 /// What one recovery pass did.
@@ -324,21 +323,8 @@ pub async fn recover_stale(
          heartbeat_at_ms = NULL, progress = 0 \
          WHERE state = 'RUNNING' AND COALESCE(heartbeat_at_ms, 0) < $1 AND attempts < $2";
     let max = i64::from(max_attempts);
-    let failed = with_pool!(db, |pool| {
-        sqlx::query(FAIL_SQL)
-            .bind(stale_before_ms)
-            .bind(now_ms)
-            .bind(max)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    let requeued = with_pool!(db, |pool| sqlx::query(REQUEUE_SQL)
-        .bind(stale_before_ms)
-        .bind(max)
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()))?;
+    let failed = execute(db, FAIL_SQL, &[Arg::Int(stale_before_ms), Arg::Int(now_ms), Arg::Int(max)]).await?;
+    let requeued = execute(db, REQUEUE_SQL, &[Arg::Int(stale_before_ms), Arg::Int(max)]).await?;
     Ok(Recovery { requeued, failed })
 }
 
@@ -362,13 +348,34 @@ pub async fn expire(db: &Db, job_id: &str) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE phr_async_job SET state = 'EXPIRED', error_code = 'artifactExpired', \
          error_message = 'the artifact passed its retention period and was deleted' \
          WHERE job_id = $1 AND state = 'SUCCEEDED'";
-    let done =
-        with_pool!(db, |pool| { sqlx::query(SQL).bind(job_id).execute(pool).await.map(|done| done.rows_affected()) })?;
-    Ok(done == 1)
+    Ok(execute(db, SQL, &[Arg::Text(job_id)]).await? == 1)
 }
 
 /// Jobs per state, for the `/metrics` gauge.
 pub async fn count_by_state(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
     const SQL: &str = "SELECT state, COUNT(*) AS n FROM phr_async_job GROUP BY state";
     with_pool!(db, |pool| sqlx::query_as::<_, (String, i64)>(SQL).fetch_all(pool).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_read_back_as_stored_and_an_unknown_one_is_named() {
+        for state in [
+            JobState::Pending,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Cancelled,
+            JobState::Expired,
+        ] {
+            assert_eq!(state.as_str().parse::<JobState>(), Ok(state));
+            let json = serde_json::to_value(state).unwrap();
+            assert_eq!(json, state.as_str(), "the API shows the stored text");
+        }
+        let unknown = JobState::try_from("PAUSED".to_owned()).unwrap_err();
+        assert_eq!(unknown.to_string(), "unknown export job state \"PAUSED\" in phr_async_job");
+    }
 }

@@ -82,7 +82,7 @@ impl PhrExportJobResponse {
     fn of(row: &JobRow) -> Self {
         Self {
             job_id: row.job_id.clone(),
-            state: row.state(),
+            state: row.state,
             progress: row.progress,
             queued_at: job::rfc3339(row.queued_at_ms),
             started_at: row.started_at_ms.and_then(job::rfc3339),
@@ -185,12 +185,12 @@ pub async fn status(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Pa
         let (job_id, row) = caller_job(&app, &caller, &job_id).await?;
         let mut body = PhrExportJobResponse::of(&row);
         let mut extra: Option<(Action, Map<String, Value>)> = None;
-        if row.state() == JobState::Succeeded {
+        if row.state == JobState::Succeeded {
             let (url, audit) = mint(&app, &caller, &transport, &row).await?;
             body.download_url = url;
             extra = Some(audit);
         }
-        let mut reply = Reply::json(&body)?.detail("jobId", job_id.to_string()).detail("state", row.state().as_str());
+        let mut reply = Reply::json(&body)?.detail("jobId", job_id.to_string()).detail("state", row.state.as_str());
         if let Some((action, details)) = extra {
             reply = reply.also_audit(action, details);
         }
@@ -212,10 +212,10 @@ pub async fn cancel(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Pa
         let (_, row) = caller_job(&app, &caller, &job_id.to_string()).await?;
         Err(ApiError::new(
             ErrorCode::InvalidState,
-            format!("the job is {}; only PENDING jobs can be cancelled", row.state().as_str()),
+            format!("the job is {}; only PENDING jobs can be cancelled", row.state.as_str()),
         )
         .with_detail("jobId", job_id.to_string())
-        .with_detail("state", row.state().as_str()))
+        .with_detail("state", row.state.as_str()))
     })
     .await
 }
@@ -242,7 +242,7 @@ pub async fn artifact(
             signed_url::verify(&app.db, secret, job_id, params.single("expires"), params.single("token"), now_ms)
                 .await
                 .map_err(|e| detail(redeem_error(e)))?;
-        let key = match (row.state(), row.artifact_key.as_deref()) {
+        let key = match (row.state, row.artifact_key.as_deref()) {
             (JobState::Succeeded, Some(key)) => key.to_owned(),
             (JobState::Expired, _) => {
                 return Err(detail(ApiError::new(ErrorCode::SignedUrlExpired, "the export artifact has expired")));
