@@ -12,6 +12,7 @@
 
 mod batch;
 mod catalog;
+mod fixtures;
 mod jpeg;
 mod writer;
 
@@ -25,6 +26,10 @@ use crate::storage::{BlobStore, StorageError};
 use batch::Batch;
 use catalog::{FACILITIES, USERS};
 pub use catalog::{Profile, patient_id, profile};
+pub use fixtures::{
+    CAP_SIZE_IMAGE_BYTES, NEWEST_IMAGE_P0001_BYTES, OVERSIZE_IMAGE_BYTES, PATIENTS_WITH_IMAGES, SMALL_IMAGE_BYTES,
+    access_key, secret_key,
+};
 pub use jpeg::synthetic_jpeg;
 use writer::{SeedTx, TableRows};
 
@@ -37,17 +42,6 @@ const PROGRESS_EVERY: u32 = 10_000;
 /// never hide a missing one. Must name [`catalog::FACILITIES`] and [`catalog::USERS`] (a unit test checks).
 const SEEDED_USERS_SQL: &str = "SELECT COUNT(*) FROM phr_user \
      WHERE facility_id IN ('F001', 'F002', 'F003') AND user_id IN ('ops', 'viewer')";
-
-/// Size of the small seeded images.
-pub const SMALL_IMAGE_BYTES: usize = 2 * 1024;
-/// Size of F001/P0001's newest image.
-pub const NEWEST_IMAGE_P0001_BYTES: usize = 1024 * 1024;
-/// Size of F001/P0003's newest image: one byte over the default 5 MiB cap (PHR-07 answers 413).
-pub const OVERSIZE_IMAGE_BYTES: usize = 5 * 1024 * 1024 + 1;
-/// Size of F001/P0004's newest image: exactly the default 5 MiB cap (PHR-07 streams it).
-pub const CAP_SIZE_IMAGE_BYTES: usize = 5 * 1024 * 1024;
-/// Patients numbered up to this get images (F001/P0002 excepted), so a large seed stays small on disk.
-pub const PATIENTS_WITH_IMAGES: u32 = 20;
 
 /// Flags of `phr-server seed`.
 #[derive(Debug, Clone, clap::Args)]
@@ -100,16 +94,6 @@ pub enum SeedError {
     Database(#[from] sqlx::Error),
     #[error("seed: image storage: {0}")]
     Storage(#[from] StorageError),
-}
-
-/// The seeded access key of a patient (deterministic, so tests and demos can use it).
-pub fn access_key(facility_id: &str, patient_id: &str) -> String {
-    format!("AK{}", &sha256_hex(format!("phr-seed:access:{facility_id}:{patient_id}").as_bytes())[..30])
-}
-
-/// The seeded secret key of a patient.
-pub fn secret_key(facility_id: &str, patient_id: &str) -> String {
-    format!("SK{}", &sha256_hex(format!("phr-seed:secret:{facility_id}:{patient_id}").as_bytes())[..30])
 }
 
 /// Fills the database (already migrated) and the image store.
@@ -226,14 +210,6 @@ async fn flush(db: &Db, batch: &mut Batch, report: &mut SeedReport) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_deterministic_and_distinct_per_facility() {
-        assert_eq!(access_key("F001", "P0001"), access_key("F001", "P0001"));
-        assert_ne!(access_key("F001", "P0001"), access_key("F002", "P0001"));
-        assert_ne!(access_key("F001", "P0001"), secret_key("F001", "P0001"));
-        assert_eq!(access_key("F001", "P0001").len(), 32);
-    }
 
     #[test]
     fn fixture_profiles_are_as_documented() {

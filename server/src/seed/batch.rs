@@ -4,6 +4,7 @@
 //! document, a laboratory report or an image is spread over them (documents into bundles and claim items,
 //! reports into items), so the catalog reads as data and the column lists live in one place.
 
+use super::fixtures::{access_key, secret_key};
 use super::writer::{Cell, TableRows};
 
 /// A drug, injection or procedure line of a seeded bundle: name, code, quantity, unit.
@@ -45,114 +46,100 @@ pub struct Batch {
     pub phr_image: TableRows,
 }
 
+/// The columns each table is written with, in the order `Batch::add_*` pushes the cells.
+const PATIENT_COLUMNS: &[&str] =
+    &["facility_id", "patient_id", "name", "sex", "birthday", "zip_code", "address", "telephone"];
+const PHR_KEY_COLUMNS: &[&str] = &["facility_id", "patient_id", "access_key", "secret_key", "registered"];
+const ALLERGY_COLUMNS: &[&str] = &["facility_id", "patient_id", "factor", "severity", "identified_date", "memo"];
+const DISEASE_COLUMNS: &[&str] =
+    &["facility_id", "patient_id", "diagnosis", "diagnosis_code", "started", "ended", "status"];
+const DOCUMENT_COLUMNS: &[&str] = &[
+    "facility_id",
+    "patient_id",
+    "catch_id",
+    "started",
+    "confirmed",
+    "status",
+    "physician_id",
+    "physician_name",
+    "department",
+    "department_desc",
+    "license",
+];
+const BUNDLE_COLUMNS: &[&str] = &[
+    "facility_id",
+    "catch_id",
+    "bundle_seq",
+    "bundle_id",
+    "ent",
+    "role",
+    "number",
+    "cls_name",
+    "cls_code",
+    "cls_code_system",
+    "admin",
+    "admin_code",
+    "admin_code_system",
+    "bundle_number",
+    "insurance",
+    "order_name",
+];
+const CLAIM_ITEM_COLUMNS: &[&str] = &[
+    "facility_id",
+    "catch_id",
+    "bundle_seq",
+    "item_seq",
+    "name",
+    "code",
+    "code_system",
+    "quantity",
+    "unit",
+    "ykz_kbn",
+    "frequency",
+    "frequency_name",
+    "start_date",
+    "end_date",
+    "administration",
+    "dose",
+    "dose_unit",
+];
+const LAB_MODULE_COLUMNS: &[&str] =
+    &["facility_id", "patient_id", "catch_id", "lab_center_code", "sample_date", "report_format"];
+const LAB_ITEM_COLUMNS: &[&str] = &[
+    "facility_id",
+    "catch_id",
+    "item_seq",
+    "lab_code",
+    "report_status",
+    "group_code",
+    "group_name",
+    "item_code",
+    "medis_code",
+    "item_name",
+    "abnormal_flg",
+    "normal_value",
+    "value",
+    "unit",
+    "specimen_code",
+    "specimen_name",
+    "sort_key",
+];
+const PHR_IMAGE_COLUMNS: &[&str] =
+    &["facility_id", "patient_id", "object_key", "content_type", "size_bytes", "sha256", "created_at"];
+
 impl Default for Batch {
     fn default() -> Self {
         Self {
-            patient: TableRows::new(
-                "patient",
-                &["facility_id", "patient_id", "name", "sex", "birthday", "zip_code", "address", "telephone"],
-            ),
-            phr_key: TableRows::new(
-                "phr_key",
-                &["facility_id", "patient_id", "access_key", "secret_key", "registered"],
-            ),
-            allergy: TableRows::new(
-                "allergy",
-                &["facility_id", "patient_id", "factor", "severity", "identified_date", "memo"],
-            ),
-            disease: TableRows::new(
-                "disease",
-                &["facility_id", "patient_id", "diagnosis", "diagnosis_code", "started", "ended", "status"],
-            ),
-            document: TableRows::new(
-                "document",
-                &[
-                    "facility_id",
-                    "patient_id",
-                    "catch_id",
-                    "started",
-                    "confirmed",
-                    "status",
-                    "physician_id",
-                    "physician_name",
-                    "department",
-                    "department_desc",
-                    "license",
-                ],
-            ),
-            bundle: TableRows::new(
-                "bundle",
-                &[
-                    "facility_id",
-                    "catch_id",
-                    "bundle_seq",
-                    "bundle_id",
-                    "ent",
-                    "role",
-                    "number",
-                    "cls_name",
-                    "cls_code",
-                    "cls_code_system",
-                    "admin",
-                    "admin_code",
-                    "admin_code_system",
-                    "bundle_number",
-                    "insurance",
-                    "order_name",
-                ],
-            ),
-            claim_item: TableRows::new(
-                "claim_item",
-                &[
-                    "facility_id",
-                    "catch_id",
-                    "bundle_seq",
-                    "item_seq",
-                    "name",
-                    "code",
-                    "code_system",
-                    "quantity",
-                    "unit",
-                    "ykz_kbn",
-                    "frequency",
-                    "frequency_name",
-                    "start_date",
-                    "end_date",
-                    "administration",
-                    "dose",
-                    "dose_unit",
-                ],
-            ),
-            lab_module: TableRows::new(
-                "lab_module",
-                &["facility_id", "patient_id", "catch_id", "lab_center_code", "sample_date", "report_format"],
-            ),
-            lab_item: TableRows::new(
-                "lab_item",
-                &[
-                    "facility_id",
-                    "catch_id",
-                    "item_seq",
-                    "lab_code",
-                    "report_status",
-                    "group_code",
-                    "group_name",
-                    "item_code",
-                    "medis_code",
-                    "item_name",
-                    "abnormal_flg",
-                    "normal_value",
-                    "value",
-                    "unit",
-                    "specimen_code",
-                    "specimen_name",
-                    "sort_key",
-                ],
-            ),
-            phr_image: TableRows::new(
-                "phr_image",
-                &["facility_id", "patient_id", "object_key", "content_type", "size_bytes", "sha256", "created_at"],
-            ),
+            patient: TableRows::new("patient", PATIENT_COLUMNS),
+            phr_key: TableRows::new("phr_key", PHR_KEY_COLUMNS),
+            allergy: TableRows::new("allergy", ALLERGY_COLUMNS),
+            disease: TableRows::new("disease", DISEASE_COLUMNS),
+            document: TableRows::new("document", DOCUMENT_COLUMNS),
+            bundle: TableRows::new("bundle", BUNDLE_COLUMNS),
+            claim_item: TableRows::new("claim_item", CLAIM_ITEM_COLUMNS),
+            lab_module: TableRows::new("lab_module", LAB_MODULE_COLUMNS),
+            lab_item: TableRows::new("lab_item", LAB_ITEM_COLUMNS),
+            phr_image: TableRows::new("phr_image", PHR_IMAGE_COLUMNS),
         }
     }
 }
@@ -176,8 +163,8 @@ impl Batch {
         self.phr_key.push(vec![
             facility_id.into(),
             pid.into(),
-            super::access_key(facility_id, pid).into(),
-            super::secret_key(facility_id, pid).into(),
+            access_key(facility_id, pid).into(),
+            secret_key(facility_id, pid).into(),
             "2026-01-05T10:00:00".into(),
         ]);
     }

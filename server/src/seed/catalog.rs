@@ -7,6 +7,9 @@
 //! newest images; every other patient gets a small, realistic set so benchmarks hit real rows.
 
 use super::batch::{Batch, Drug, LabTemplate, PatientRow};
+use super::fixtures::{
+    CAP_SIZE_IMAGE_BYTES, NEWEST_IMAGE_P0001_BYTES, OVERSIZE_IMAGE_BYTES, PATIENTS_WITH_IMAGES, SMALL_IMAGE_BYTES,
+};
 
 /// A seeded facility; PHR-11 copies these into every document and report header.
 pub struct FacilitySpec {
@@ -177,17 +180,14 @@ pub fn images(facility_id: &str, n: u32) -> Vec<(usize, &'static str)> {
     const MIB: usize = 1024 * 1024;
     match (facility_id, n) {
         ("F001", 1) => vec![
-            (super::SMALL_IMAGE_BYTES, "2026-01-10T09:00:00"),
+            (SMALL_IMAGE_BYTES, "2026-01-10T09:00:00"),
             (200 * 1024, "2026-03-10T09:00:00"),
-            (super::NEWEST_IMAGE_P0001_BYTES, "2026-06-10T09:00:00"),
+            (NEWEST_IMAGE_P0001_BYTES, "2026-06-10T09:00:00"),
         ],
         ("F001", 2) => Vec::new(),
-        ("F001", 3) => vec![(MIB, "2026-02-01T09:00:00"), (super::OVERSIZE_IMAGE_BYTES, "2026-05-01T09:00:00")],
-        ("F001", 4) => vec![
-            (super::SMALL_IMAGE_BYTES, "2026-02-01T09:00:00"),
-            (super::CAP_SIZE_IMAGE_BYTES, "2026-05-01T09:00:00"),
-        ],
-        (_, n) if n <= super::PATIENTS_WITH_IMAGES => vec![(super::SMALL_IMAGE_BYTES * 4, "2026-04-01T09:00:00")],
+        ("F001", 3) => vec![(MIB, "2026-02-01T09:00:00"), (OVERSIZE_IMAGE_BYTES, "2026-05-01T09:00:00")],
+        ("F001", 4) => vec![(SMALL_IMAGE_BYTES, "2026-02-01T09:00:00"), (CAP_SIZE_IMAGE_BYTES, "2026-05-01T09:00:00")],
+        (_, n) if n <= PATIENTS_WITH_IMAGES => vec![(SMALL_IMAGE_BYTES * 4, "2026-04-01T09:00:00")],
         _ => Vec::new(),
     }
 }
