@@ -8,10 +8,9 @@ use std::collections::HashMap;
 
 use chrono::{Days, NaiveDate};
 
-use super::{
-    ClinicalError, MEDICATION_EMPTY, Medication, PhrBundle, PhrCatch, PhrClaimItem, PhrContainer, PhrLabItem,
-    PhrLabModule, japanese_date, require_patient, three_slots,
-};
+use super::common::{ClinicalError, japanese_date, require_patient, three_slots};
+use super::dto::{Medication, PhrBundle, PhrCatch, PhrClaimItem, PhrContainer, PhrLabItem, PhrLabModule};
+use super::records::MEDICATION_EMPTY;
 use crate::db::Db;
 
 /// At most this many documents and this many laboratory reports are returned.

@@ -6,7 +6,8 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::{ClinicalError, PhrKey, plausible_id, require_patient};
+use super::common::{ClinicalError, plausible_id, require_patient};
+use super::dto::PhrKey;
 use crate::db::Db;
 
 /// Storage format of `phr_key.registered` and of `registeredString`.

@@ -5,7 +5,7 @@
 //! an empty list) and then reads its rows with one indexed query. The empty-result messages are the spec's
 //! exact Japanese sentences; [`text_body`] applies them.
 
-use super::{ClinicalError, japanese_date, require_patient};
+use super::common::{ClinicalError, japanese_date, require_patient};
 use crate::db::Db;
 
 /// PHR-04 body when the patient has no allergy.

@@ -4,8 +4,9 @@
 //! (fail closed: no answer without its audit row). A storage error in the middle of the stream, or a client
 //! that goes away, would otherwise leave only that success row. [`WatchedBody`] wraps the body, counts the
 //! bytes handed to hyper, and when the stream fails, ends short of its `Content-Length`, or is dropped before
-//! its end, calls its [`Incomplete`] callback once; the pipeline ([`super::pipeline::handle`]) turns that into a second,
-//! `failed` audit row of the same call. This module knows nothing of audit rows, so it is tested on its own.
+//! its end, calls its [`Incomplete`] callback once; the pipeline ([`super::pipeline::handle`]) turns that into
+//! a second, `failed` audit row of the same call. This module knows nothing of audit rows, so it is tested on
+//! its own.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
