@@ -48,9 +48,9 @@ impl std::fmt::Debug for LogState {
 impl EventLog {
     /// Opens (creating) the log under `run_dir/logs/`.
     pub fn open(run_dir: &Path) -> Result<EventLog, EvidenceError> {
-        let logs = run_dir.join("logs");
-        fs::create_dir_all(&logs).map_err(io_at(&logs))?;
-        let path = logs.join("run.ndjson.gz");
+        let path = run_dir.join(super::EvidenceLayout::EVENT_LOG);
+        let logs = path.parent().unwrap_or(run_dir);
+        fs::create_dir_all(logs).map_err(io_at(logs))?;
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_at(&path))?;
         let deflate = Compress::new(Compression::fast(), false);
         Ok(EventLog { state: Mutex::new(LogState { file, deflate, member: Vec::new() }), path })

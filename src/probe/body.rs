@@ -87,7 +87,7 @@ impl<'r> BodySink<'r> {
         }
         let file = match self.destination {
             Destination::Pending(bytes) => {
-                let path = self.dir.join("response.body");
+                let path = self.dir.join(crate::evidence::EvidenceLayout::RESPONSE_BODY);
                 tokio::fs::write(&path, &bytes).await?;
                 path
             }

@@ -16,8 +16,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 use tokio_rustls::TlsConnector;
 
-use super::record::CertFacts;
-use crate::certinfo;
+use crate::evidence::CertFacts;
+use crate::probe::certinfo;
 
 /// A verifier that keeps the presented chain and refuses it, so the handshake always stops there.
 #[derive(Debug)]
@@ -71,7 +71,7 @@ impl ServerCertVerifier for ChainRecorder {
 /// Connects to `addr` once more and returns the chain the server presents for `host` (empty when even
 /// that fails, e.g. the server is gone or does not speak TLS).
 pub async fn presented_chain(host: &str, addr: SocketAddr, deadline: tokio::time::Instant) -> Vec<CertFacts> {
-    let provider = crate::identity::crypto_provider();
+    let provider = crate::probe::identity::crypto_provider();
     let recorder = Arc::new(ChainRecorder {
         captured: Mutex::new(Vec::new()),
         algorithms: provider.signature_verification_algorithms,

@@ -10,7 +10,7 @@ use std::io;
 
 use rustls::{AlertDescription, CertificateError};
 
-use super::record::Outcome;
+use crate::evidence::Outcome;
 
 /// A TCP connect error.
 pub fn connect_error(error: &io::Error, addr: &str) -> Outcome {

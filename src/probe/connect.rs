@@ -15,9 +15,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::classify;
-use super::record::{CertFacts, Outcome, TlsFacts};
 use super::wire::SharedWireLog;
-use crate::certinfo;
+use crate::evidence::{CertFacts, Outcome, TlsFacts};
+use crate::probe::certinfo;
 
 /// Milliseconds since `since`, as recorded in timings.
 pub fn elapsed_ms(since: Instant) -> f64 {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::record::ProbeRecord;
 use super::wire::{CAPTURE_LIMIT, Direction, WireEvent, WireLog};
+use crate::evidence::ProbeRecord;
 use crate::redact::Redactor;
 
 /// `request.http`: the captured request bytes, redacted, with a note when the capture was cut.

@@ -18,10 +18,10 @@ use super::body::BodySink;
 use super::chain;
 use super::checks::BodyChecks;
 use super::connect::{self, elapsed_ms};
-use super::record::{Outcome, ProbeRecord};
 use super::request::{self, RequestBody};
 use super::wire::{SharedWireLog, TeeIo};
 use super::{BasicCredentials, ProbeSpec, classify};
+use crate::evidence::{Outcome, ProbeRecord};
 use crate::redact::Redactor;
 
 /// Everything one exchange needs, borrowed from the client.

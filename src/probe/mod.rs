@@ -3,15 +3,24 @@
 //! Each probe opens a fresh connection (DNS, TCP, TLS through rustls, HTTP/1.1 through a hyper client
 //! connection), times every phase, keeps the exact bytes written and read, streams the response body to
 //! disk and classifies any failure into an [`Outcome`]. It never returns an error: a failed probe is data.
+//!
+//! The folder owns the engine and what it needs to send: identity and trust (`identity.rs`), certificate
+//! facts (`certinfo.rs`), `{{placeholders}}` (`placeholder.rs`), captures and polls. It writes its records
+//! with the types of [`crate::evidence`] and masks through [`crate::redact`]; it imports nothing else of
+//! the crate.
 
 mod body;
+pub mod capture;
+pub mod certinfo;
 mod chain;
 mod checks;
 pub(crate) mod classify;
 pub(crate) mod connect;
 mod dump;
 mod exchange;
-pub mod record;
+pub mod identity;
+pub mod placeholder;
+pub mod poll;
 pub(crate) mod request;
 pub mod wire;
 
@@ -21,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use record::{CertFacts, Outcome, ProbeRecord, Timings, TlsFacts};
+use crate::evidence::{EvidenceLayout, Outcome, ProbeRecord, Timings};
 
 use crate::redact::Redactor;
 use exchange::Exchange;
@@ -142,16 +151,16 @@ impl ProbeClient {
     pub async fn run_inspected(&self, spec: &ProbeSpec, run_id: &str, run_dir: &Path, inspect: Inspect) -> Inspected {
         let started = Instant::now();
         let file_id = file_safe(&spec.id);
-        let dump_rel = format!("httpdump/{file_id}");
+        let dump_rel = EvidenceLayout::probe_dump(&file_id);
         let dump_dir = run_dir.join(&dump_rel);
-        let trace_dir = run_dir.join("trace");
+        let trace_dir = run_dir.join(EvidenceLayout::TRACE_DIR);
         let log = SharedWireLog::default();
         let mut record = self.empty_record(spec);
         record.attempts = inspect.attempt;
 
         if inspect.attempt.is_some_and(|n| n > 1) {
             // A repeated attempt replaces the previous one's evidence; its body may have had the other name.
-            for stale in ["response.body", "response.body.gz"] {
+            for stale in [EvidenceLayout::RESPONSE_BODY, &format!("{}.gz", EvidenceLayout::RESPONSE_BODY)] {
                 let _ = tokio::fs::remove_file(dump_dir.join(stale)).await;
             }
         }
@@ -187,8 +196,8 @@ impl ProbeClient {
     /// evidence says why.
     pub async fn not_sent(&self, spec: &ProbeSpec, run_id: &str, run_dir: &Path, reason: &str) -> ProbeRecord {
         let file_id = file_safe(&spec.id);
-        let dump_dir = run_dir.join(format!("httpdump/{file_id}"));
-        let trace_dir = run_dir.join("trace");
+        let dump_dir = run_dir.join(EvidenceLayout::probe_dump(&file_id));
+        let trace_dir = run_dir.join(EvidenceLayout::TRACE_DIR);
         let log = SharedWireLog::default();
         let mut record = self.empty_record(spec);
         let reason = self.redactor.text(reason);
@@ -205,8 +214,8 @@ impl ProbeClient {
     /// Rewrites `httpdump/<id>/status.txt` after the caller changed the record (a failed capture or poll
     /// makes a probe not Ready); the record's texts must already be redacted.
     pub async fn rewrite_status(&self, record: &mut ProbeRecord, run_id: &str, run_dir: &Path) {
-        let dump_dir = run_dir.join(format!("httpdump/{}", file_safe(&record.id)));
-        if let Err(e) = dump::write(&dump_dir, "status.txt", dump::status_txt(record, run_id)).await {
+        let dump_dir = run_dir.join(EvidenceLayout::probe_dump(&file_safe(&record.id)));
+        if let Err(e) = dump::write(&dump_dir, EvidenceLayout::STATUS_TXT, dump::status_txt(record, run_id)).await {
             record.ready = false;
             record.check_failures.push(e);
         }
@@ -262,7 +271,7 @@ impl ProbeClient {
             (dump_dir.join("request.http"), request),
             (dump_dir.join("response.headers"), response),
             (trace_dir.join(format!("{file_id}_trace.log")), trace.into_bytes()),
-            (dump_dir.join("status.txt"), status.into_bytes()),
+            (dump_dir.join(EvidenceLayout::STATUS_TXT), status.into_bytes()),
         ])
         .await;
         let status_written = results.pop().unwrap_or(Ok(()));
@@ -276,7 +285,9 @@ impl ProbeClient {
             Ok(()) if !failures.is_empty() => {
                 record.ready = false;
                 record.check_failures.extend(failures);
-                if let Err(e) = dump::write(dump_dir, "status.txt", dump::status_txt(record, run_id)).await {
+                if let Err(e) =
+                    dump::write(dump_dir, EvidenceLayout::STATUS_TXT, dump::status_txt(record, run_id)).await
+                {
                     record.check_failures.push(e);
                 }
             }

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
 use tokio::io::AsyncReadExt;
 
-use super::record::Outcome;
 use super::{BasicCredentials, ProbeBody, ProbeSpec};
+use crate::evidence::Outcome;
 
 /// The body type every probe request uses.
 pub type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;

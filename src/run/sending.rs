@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use crate::capture::Captured;
+use crate::evidence::ProbeRecord;
 use crate::plan::ProbeFlow;
-use crate::probe::{Inspect, ProbeClient, ProbeRecord, ProbeSpec};
+use crate::probe::capture::Captured;
+use crate::probe::{Inspect, ProbeClient, ProbeSpec};
 use crate::redact::Redactor;
 
 /// What sending one probe needs from the run.

@@ -1,0 +1,205 @@
+//! What each command does: load and validate input, call the library, print text or `--json`.
+//!
+//! Every input is validated before a RUN_ID is claimed or a request is sent: the template, the targets file,
+//! the target's secrets, the plan and the TLS identity. Output goes to stdout (results) and stderr (progress).
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::cli::args::{Cli, Command, GlobalArgs, NewArgs, RunArgs, TemplatesCommand};
+use crate::cli::error::{CliError, Verdict};
+use crate::cli::output::{emit, load_target, load_template, print_outcome};
+use crate::cli::{demo, routine};
+use crate::evidence::runid::RunId;
+use crate::evidence::{self, RunFolder, RunLocation};
+use crate::plan::Plan;
+use crate::plan::template::Template;
+use crate::report::Reports;
+use crate::run::preflight::{self, PreflightInput};
+use crate::run::{self, RunOptions};
+
+/// Runs one parsed command line.
+pub fn dispatch(cli: Cli) -> Result<Verdict, CliError> {
+    let global = &cli.global;
+    match cli.command {
+        Command::New(args) => new(global, &args),
+        Command::Run(args) => runtime()?.block_on(run(global, &args)),
+        Command::Verify(args) if crate::compare::archive::looks_like_archive(&args.run_id) => {
+            routine::verify_archive(global, &args.run_id)
+        }
+        Command::Verify(args) => verify(global, &args.run_id),
+        Command::Templates(TemplatesCommand::Check) => templates_check(global),
+        Command::Preflight(args) => runtime()?.block_on(preflight(global, &args.target)),
+        Command::Demo(args) => runtime()?.block_on(demo::demo(global, &args)),
+        Command::Diff(args) => routine::diff(global, &args),
+        Command::Parity(args) => runtime()?.block_on(routine::parity(global, &args)),
+        Command::History(args) => routine::history(global, &args),
+        Command::Report(command) => routine::report(global, &command),
+        Command::Archive(args) => routine::archive(global, &args),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn new(global: &GlobalArgs, args: &NewArgs) -> Result<Verdict, CliError> {
+    let template = load_template(global, &args.template)?;
+    let (run_id, dir) = if args.timestamp {
+        let run_id = RunId::timestamp_now();
+        let dir = evidence::reserve_exact(&global.artifacts, &template.suite, &args.template, &run_id)?;
+        (run_id, dir)
+    } else {
+        let label = args.label.as_deref().unwrap_or(&template.label);
+        let date = args.date.unwrap_or_else(|| Utc::now().date_naive());
+        evidence::reserve_next(&global.artifacts, &template.suite, &args.template, date, label)?
+    };
+    let value =
+        json!({ "run_id": run_id.to_string(), "template": args.template, "suite": template.suite, "reserved": dir });
+    emit(global, &value, &format!("{run_id}\n"))?;
+    Ok(Verdict::Ok)
+}
+
+async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Verdict, CliError> {
+    let requested = args.run_id.as_deref().map(str::parse::<RunId>).transpose()?;
+    let location = match &requested {
+        Some(run_id) => evidence::locate(&global.artifacts, run_id)?,
+        None => None,
+    };
+    let template_name = match (&location, &args.template) {
+        (Some(RunLocation::Partial(dir)), given) => {
+            let reserved = read_reserved_template(dir)?;
+            if let Some(given) = given.as_ref().filter(|g| **g != reserved) {
+                return Err(CliError::Usage(format!("RUN_ID was reserved for template `{reserved}`, not `{given}`")));
+            }
+            reserved
+        }
+        (Some(RunLocation::Finished(dir)), _) => {
+            return Err(CliError::Usage(format!(
+                "{} already ran ({}); allocate a new RUN_ID",
+                args.run_id.as_deref().unwrap_or(""),
+                dir.display()
+            )));
+        }
+        (None, Some(template)) => template.clone(),
+        (None, None) => {
+            return Err(CliError::Usage(match &requested {
+                Some(run_id) => format!(
+                    "no reserved run {run_id} under {}; reserve it with `connrun new` or pass --template",
+                    global.artifacts.display()
+                ),
+                None => "give a RUN_ID (from `connrun new`) or --template".to_owned(),
+            }));
+        }
+    };
+    let template = load_template(global, &template_name)?;
+    let target = load_target(global, &args.target)?;
+    let label = args.label.clone().unwrap_or_else(|| template.label.clone());
+    // Validate the plan with a provisional id before any RUN_ID is claimed.
+    let provisional = requested.clone().map_or_else(|| RunId::label(Utc::now().date_naive(), &label, 1), Ok)?;
+    Plan::build(&template, &target, &provisional)?;
+    let prepared = run::prepare(&target)?;
+    let reports = Reports::load(global.templates_dir.as_deref())?;
+    let run_id = match (requested, &location) {
+        (Some(run_id), Some(_)) => run_id,
+        (Some(run_id), None) => {
+            evidence::reserve_exact(&global.artifacts, &template.suite, &template_name, &run_id)?;
+            run_id
+        }
+        (None, _) => {
+            evidence::reserve_next(&global.artifacts, &template.suite, &template_name, Utc::now().date_naive(), &label)?
+                .0
+        }
+    };
+    let plan = Plan::build(&template, &target, &run_id)?;
+    let (folder, _) = RunFolder::start(&global.artifacts, &run_id)?;
+    let options =
+        RunOptions { jobs: usize::from(args.jobs), progress: std::io::stderr().is_terminal() && !global.json, reports };
+    let outcome = run::execute(&plan, &prepared, folder, &options).await?;
+    print_outcome(global, &outcome)?;
+    Ok(Verdict::from_ok(outcome.status.is_ok()))
+}
+
+fn read_reserved_template(dir: &Path) -> Result<String, CliError> {
+    let path = dir.join(evidence::RESERVATION_FILE);
+    let text = std::fs::read(&path).map_err(|source| evidence::EvidenceError::Io { path: path.clone(), source })?;
+    let reservation: evidence::Reservation =
+        serde_json::from_slice(&text).map_err(|e| evidence::EvidenceError::Corrupt { path, message: e.to_string() })?;
+    Ok(reservation.template)
+}
+
+async fn preflight(global: &GlobalArgs, target_name: &str) -> Result<Verdict, CliError> {
+    let target = load_target(global, target_name)?;
+    let results = preflight::preflight(&PreflightInput::for_target(&target, preflight::DEFAULT_TIMEOUT)).await;
+    let ok = results.iter().all(|r| r.ok);
+    let mut text = format!("preflight {} ({})\n", target.spec.name, target.spec.base_url);
+    for result in &results {
+        text.push_str(&format!(
+            "  {} {:<18} {}\n",
+            if result.ok { "ok  " } else { "FAIL" },
+            result.name,
+            result.detail
+        ));
+    }
+    text.push_str(if ok { "result: OK\n" } else { "result: PROBLEM\n" });
+    emit(global, &json!({ "target": target.spec.name, "ok": ok, "checks": results }), &text)?;
+    Ok(Verdict::from_ok(ok))
+}
+
+fn verify(global: &GlobalArgs, run_id: &str) -> Result<Verdict, CliError> {
+    let run_id: RunId = run_id.parse()?;
+    let report = evidence::verify(&global.artifacts, &run_id)?;
+    let text = match &report.first_mismatch {
+        None => {
+            format!("OK: {} files match {}\n", report.files_listed, report.dir.join(evidence::MANIFEST_FILE).display())
+        }
+        Some(mismatch) => format!("MISMATCH in {}: {mismatch}\n", report.dir.display()),
+    };
+    emit(global, &serde_json::to_value(&report).unwrap_or_default(), &text)?;
+    Ok(Verdict::from_ok(report.first_mismatch.is_none()))
+}
+
+fn templates_check(global: &GlobalArgs) -> Result<Verdict, CliError> {
+    let mut lines = Vec::new();
+    let mut results = Vec::new();
+    let mut ok = true;
+    for loaded in Template::load_all(&global.run_templates)? {
+        match loaded {
+            Ok(template) => {
+                let probes = template.probes().count();
+                lines.push(format!(
+                    "ok   run template {} ({} phases, {probes} probes)",
+                    template.name,
+                    template.phases.len()
+                ));
+                results.push(json!({ "kind": "run_template", "name": template.name, "ok": true }));
+            }
+            Err(error) => {
+                ok = false;
+                lines.push(format!("FAIL {error}"));
+                results.push(json!({ "kind": "run_template", "ok": false, "error": error.to_string() }));
+            }
+        }
+    }
+    let rendered = Reports::load(global.templates_dir.as_deref())
+        .and_then(|reports| reports.render_all(&crate::evidence::status::sample_status()));
+    match rendered {
+        Ok(documents) => {
+            for (path, _) in documents {
+                lines.push(format!("ok   markdown template for {path}"));
+                results.push(json!({ "kind": "markdown", "name": path, "ok": true }));
+            }
+        }
+        Err(error) => {
+            ok = false;
+            lines.push(format!("FAIL {error}"));
+            results.push(json!({ "kind": "markdown", "ok": false, "error": error.to_string() }));
+        }
+    }
+    let text = lines.join("\n") + "\n";
+    emit(global, &json!({ "ok": ok, "results": results }), &text)?;
+    Ok(Verdict::from_ok(ok))
+}

@@ -1,0 +1,228 @@
+//! The commands of the weekly routine around a run: `diff`, `parity`, `history`, `report html|daily|weekly|
+//! status-row`, `archive`, and `verify <ARCHIVE>`.
+//!
+//! Their clap arguments are in [`crate::cli::args`] with every other command's. Inputs are always sealed runs, re-hashed against their manifests first
+//! ([`crate::compare::runindex`]), so a report is never produced from evidence that changed after the run.
+
+use std::path::Path;
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::cli::args::{AppendArgs, ArchiveArgs, DiffArgs, GlobalArgs, HistoryArgs, ParityArgs, ReportCommand};
+use crate::cli::error::{CliError, Verdict};
+use crate::cli::output::{emit, load_target, load_template};
+use crate::compare::diff::{DiffOptions, RunDiff};
+use crate::compare::runindex::{self, LoadedRun};
+use crate::report::append::{Anchor, AppendOutcome, EntryKind};
+use crate::report::views::Views;
+
+fn views(global: &GlobalArgs) -> Result<Views, CliError> {
+    Ok(Views::load(global.templates_dir.as_deref())?)
+}
+
+/// A run given as RUN_ID or as a sealed folder path, verified.
+fn load(global: &GlobalArgs, run: &str) -> Result<LoadedRun, CliError> {
+    let path = Path::new(run);
+    if run.contains(['/', '\\']) && path.is_dir() {
+        return Ok(runindex::load_verified_dir(path)?);
+    }
+    Ok(runindex::load_verified(&global.artifacts, run)?)
+}
+
+/// How many earlier runs of the same template and target measure the latency noise for `diff`.
+const NOISE_RUNS: usize = 10;
+
+/// `connrun diff`.
+pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> Result<Verdict, CliError> {
+    let (before, after) = match (&args.run_a, &args.run_b) {
+        (Some(a), Some(b)) if !args.latest => (load(global, a)?, load(global, b)?),
+        _ => runindex::latest_pair(&global.artifacts, args.template.as_deref())?,
+    };
+    let options = DiffOptions {
+        latency_ratio: args.latency_ratio,
+        latency_min_ms: args.latency_min_ms,
+        cert_min_days: args.cert_min_days,
+    };
+    let shown = |run: &LoadedRun| crate::cli::output::absolute(&run.dir).display().to_string();
+    let (history, _) = runindex::all_runs(&global.artifacts)?;
+    let earlier: Vec<&crate::evidence::status::RunStatus> = history
+        .iter()
+        .map(|r| &r.status)
+        .filter(|s| s.template == after.status.template && s.target == after.status.target)
+        .filter(|s| s.started_at <= before.status.started_at && s.run_id != after.status.run_id)
+        .collect();
+    let noise = crate::compare::diff::NoiseFloor::from_runs(&earlier[earlier.len().saturating_sub(NOISE_RUNS)..]);
+    let diff = RunDiff::with_noise((&before.status, shown(&before)), (&after.status, shown(&after)), options, &noise);
+    let text = views(global)?.render("diff.md.tera", &diff)?;
+    emit(global, &serde_json::to_value(&diff).unwrap_or_default(), &text)?;
+    Ok(Verdict::from_ok(!diff.has_regression()))
+}
+
+/// `connrun history`.
+pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<Verdict, CliError> {
+    let (runs, skipped) = runindex::all_runs(&global.artifacts)?;
+    for problem in &skipped {
+        eprintln!("connrun history: skipped: {problem}");
+    }
+    let rows = crate::report::history::rows(&runs, args.template.as_deref(), args.last);
+    let text = views(global)?.render("history.md.tera", &json!({ "rows": rows }))?;
+    emit(global, &json!({ "runs": rows }), &text)?;
+    Ok(Verdict::Ok)
+}
+
+/// `connrun archive`.
+pub fn archive(global: &GlobalArgs, args: &ArchiveArgs) -> Result<Verdict, CliError> {
+    let run = runindex::load_verified(&global.artifacts, &args.run_id)?;
+    let output = args.output.clone().unwrap_or_else(|| crate::compare::archive::default_output(&run.dir));
+    let summary = crate::compare::archive::create(&run.dir, &output)?;
+    let text = format!("{} ({} files, {} bytes)\n", summary.archive.display(), summary.files, summary.bytes);
+    emit(global, &serde_json::to_value(&summary).unwrap_or_default(), &text)?;
+    Ok(Verdict::Ok)
+}
+
+/// `connrun verify <ARCHIVE>`: like folder verification, exit 1 on the first difference.
+pub fn verify_archive(global: &GlobalArgs, archive: &str) -> Result<Verdict, CliError> {
+    let report = crate::compare::archive::verify_archive(Path::new(archive))?;
+    let text = match &report.first_mismatch {
+        None => format!("OK: {} files match the manifest in {archive}\n", report.files_listed),
+        Some(mismatch) => format!("MISMATCH in {archive}: {mismatch}\n"),
+    };
+    emit(global, &serde_json::to_value(&report).unwrap_or_default(), &text)?;
+    Ok(Verdict::from_ok(report.first_mismatch.is_none()))
+}
+
+/// `connrun report ...`.
+pub fn report(global: &GlobalArgs, command: &ReportCommand) -> Result<Verdict, CliError> {
+    match command {
+        ReportCommand::Html { run_id, output } => report_html(global, run_id, output.as_deref()),
+        ReportCommand::Daily { run_id, contacts, append } => {
+            let (run, runs) = with_history(global, run_id)?;
+            let previous = crate::report::logs::previous_of(&runs, &run.status).map(|r| &r.status);
+            let entry = crate::report::logs::daily(&run.status, previous, contacts);
+            let text = views(global)?.render("daily.md.tera", &entry)?;
+            deliver(global, &serde_json::to_value(&entry).unwrap_or_default(), &text, append, "daily", EntryKind::Block)
+        }
+        ReportCommand::Weekly { date, template, append } => {
+            let (runs, _) = runindex::all_runs(&global.artifacts)?;
+            let day = match date {
+                Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y%m%d")
+                    .map_err(|_| CliError::Usage(format!("--date `{text}` is not YYYYMMDD, e.g. 20251119")))?,
+                None => crate::report::logs::jst_date(Utc::now()),
+            };
+            let summary = crate::report::logs::weekly(&runs, day, template.as_deref());
+            let text = views(global)?.render("weekly.md.tera", &summary)?;
+            deliver(
+                global,
+                &serde_json::to_value(&summary).unwrap_or_default(),
+                &text,
+                append,
+                "weekly",
+                EntryKind::Block,
+            )
+        }
+        ReportCommand::StatusRow { run_id, who, append } => {
+            let (run, runs) = with_history(global, run_id)?;
+            let previous = crate::report::logs::previous_of(&runs, &run.status).map(|r| &r.status);
+            let who = who.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "-".to_owned());
+            let row = crate::report::logs::status_row(&run.status, previous, &who);
+            let text = views(global)?.render("status_row.md.tera", &row)?;
+            deliver(
+                global,
+                &serde_json::to_value(&row).unwrap_or_default(),
+                &text,
+                append,
+                "status",
+                EntryKind::TableRow,
+            )
+        }
+    }
+}
+
+/// The run (verified) and every finished run (oldest first) for comparisons with earlier runs.
+fn with_history(global: &GlobalArgs, run_id: &str) -> Result<(LoadedRun, Vec<LoadedRun>), CliError> {
+    let run = load(global, run_id)?;
+    let (runs, _) = runindex::all_runs(&global.artifacts)?;
+    Ok((run, runs))
+}
+
+/// Prints the entry, or inserts it into the `--append` file.
+fn deliver(
+    global: &GlobalArgs,
+    value: &serde_json::Value,
+    text: &str,
+    append: &AppendArgs,
+    kind_name: &str,
+    kind: EntryKind,
+) -> Result<Verdict, CliError> {
+    let Some(file) = &append.append else {
+        emit(global, value, text)?;
+        return Ok(Verdict::Ok);
+    };
+    let anchor = match (&append.under, &append.marker) {
+        (Some(heading), _) => Anchor::Heading(heading.clone()),
+        (None, Some(marker)) => Anchor::Marker(marker.clone()),
+        (None, None) => Anchor::Marker(format!("<!-- connrun:{kind_name} -->")),
+    };
+    let outcome = crate::report::append::append_to_file(file, text, &anchor, kind)?;
+    let message = match outcome {
+        AppendOutcome::Inserted => format!("inserted into {}\n", file.display()),
+        AppendOutcome::AlreadyPresent => format!("already present in {}; left unchanged\n", file.display()),
+    };
+    emit(global, &json!({ "file": file, "inserted": outcome == AppendOutcome::Inserted, "entry": value }), &message)?;
+    Ok(Verdict::Ok)
+}
+
+fn report_html(global: &GlobalArgs, run_id: &str, output: Option<&Path>) -> Result<Verdict, CliError> {
+    let (run, runs) = with_history(global, run_id)?;
+    let mut series: Vec<&crate::evidence::status::RunStatus> = runs
+        .iter()
+        .map(|r| &r.status)
+        .filter(|s| {
+            s.template == run.status.template && s.target == run.status.target && s.started_at <= run.status.started_at
+        })
+        .filter(|s| s.run_id != run.status.run_id)
+        .collect();
+    series.push(&run.status);
+    let keep = series.len().saturating_sub(20);
+    let html = crate::report::html::render(&views(global)?, &run.status, &series[keep..])?;
+    let output =
+        output.map_or_else(|| run.dir.with_file_name(format!("{}.html", run.status.run_id)), Path::to_path_buf);
+    std::fs::write(&output, html.as_bytes())
+        .map_err(|source| crate::evidence::EvidenceError::Io { path: output.clone(), source })?;
+    emit(global, &json!({ "html": output }), &format!("{}\n", output.display()))?;
+    Ok(Verdict::Ok)
+}
+
+/// `connrun parity`.
+pub async fn parity(global: &GlobalArgs, args: &ParityArgs) -> Result<Verdict, CliError> {
+    let [left, right] = args.sides.as_slice() else {
+        return Err(CliError::Usage(format!("give --target exactly twice (got {})", args.sides.len())));
+    };
+    if left == right {
+        return Err(CliError::Usage(format!("--target {left} given twice; parity compares two different targets")));
+    }
+    let template = load_template(global, &args.template)?;
+    let targets = [load_target(global, left)?, load_target(global, right)?];
+    let settings = crate::compare::parity::ParitySettings {
+        headers: if args.headers.is_empty() {
+            vec!["content-type".to_owned()]
+        } else {
+            args.headers.iter().map(|h| h.to_ascii_lowercase()).collect()
+        },
+        ignore: args.ignore.clone(),
+    };
+    let request = crate::run::parity::ParityRequest {
+        artifacts: &global.artifacts,
+        template: &template,
+        template_name: &args.template,
+        targets: [&targets[0], &targets[1]],
+        templates_dir: global.templates_dir.as_deref(),
+        jobs: usize::from(args.jobs),
+        settings: &settings,
+    };
+    let (dir, report) = crate::run::parity::run(&request, &views(global)?).await?;
+    let text = std::fs::read_to_string(dir.join(crate::evidence::EvidenceLayout::PARITY_MD)).unwrap_or_default();
+    emit(global, &json!({ "evidence": dir, "parity": report }), &format!("evidence: {}\n\n{text}", dir.display()))?;
+    Ok(Verdict::from_ok(report.differences == 0))
+}

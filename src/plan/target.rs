@@ -1,0 +1,501 @@
+//! Targets (`targets.toml`): where a run connects and with which identity, kept apart from templates.
+//!
+//! A targets file names servers (base URL, trust, client identity, Basic user, extra headers, audit database,
+//! readyz URL). Secrets are never written in it: passwords and the audit database URL are given as the name of
+//! an environment variable or of a file, and an inline secret is refused with a message saying so. The file is
+//! parsed raw (`deny_unknown_fields`, spans kept) and validated once; secrets are read only for the target
+//! actually used, so a colleague's target with an unset variable does not block yours.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::plan::diag::{Collector, Problems};
+use crate::probe::BasicCredentials;
+use crate::probe::identity::{ClientIdentitySource, TrustSource};
+
+/// The targets file as written: `[targets.<name>]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTargets {
+    #[serde(default)]
+    targets: BTreeMap<String, Spanned<RawTarget>>,
+}
+
+/// One `[targets.<name>]` table as written; keys mirror the fields of [`TargetSpec`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    base_url: Spanned<String>,
+    readyz_url: Option<Spanned<String>>,
+    timeout_seconds: Option<Spanned<u64>>,
+    #[serde(default)]
+    tls: RawTls,
+    identity: Option<Spanned<RawIdentity>>,
+    basic: Option<Spanned<RawBasic>>,
+    audit: Option<Spanned<RawAudit>>,
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    variables: BTreeMap<String, Spanned<String>>,
+}
+
+/// `[targets.<name>.tls]`: a CA bundle file or the system roots (the default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_bundle: Option<Spanned<String>>,
+    system_roots: Option<Spanned<bool>>,
+}
+
+/// `[targets.<name>.identity]`: `p12` + password reference, or `cert` + `key` (PEM).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    p12: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    /// Present only to refuse inline secrets with a clear message.
+    password: Option<Spanned<toml::Value>>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+}
+
+/// `[targets.<name>.basic]`: the Basic user and a password reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasic {
+    user: Spanned<String>,
+    /// Present only to refuse inline secrets with a clear message.
+    password: Option<Spanned<toml::Value>>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+}
+
+/// `[targets.<name>.audit]`: the audit database URL, inline (no password) or by reference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    url: Option<Spanned<String>>,
+    url_env: Option<Spanned<String>>,
+    url_file: Option<Spanned<String>>,
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// An environment variable's name.
+    Env(String),
+    /// A file whose contents (trailing newline trimmed) are the secret.
+    File(PathBuf),
+}
+
+impl SecretRef {
+    /// Reads the secret; the error names the variable or file, never the value.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretRef::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
+        }
+    }
+
+    /// How the secret is referenced, for run.toml (`env:NAME` or `file:PATH`).
+    pub fn describe(&self) -> String {
+        match self {
+            SecretRef::Env(name) => format!("env:{name}"),
+            SecretRef::File(path) => format!("file:{}", path.display()),
+        }
+    }
+}
+
+/// The client identity as configured (secret not yet read).
+#[derive(Debug, Clone)]
+pub enum IdentitySpec {
+    /// `.p12` file and where its password is.
+    Pkcs12 {
+        /// The PKCS#12 file.
+        path: PathBuf,
+        /// Where its password is.
+        password: SecretRef,
+    },
+    /// PEM certificate chain and private key.
+    Pem {
+        /// Certificate chain file.
+        cert: PathBuf,
+        /// Private key file.
+        key: PathBuf,
+    },
+}
+
+/// Where the audit database URL comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditUrl {
+    /// Written in the file; only allowed when it holds no password (e.g. `sqlite:`).
+    Inline(String),
+    /// A secret reference.
+    Secret(SecretRef),
+}
+
+/// One validated target (secrets still by reference).
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    /// Target name in the file.
+    pub name: String,
+    /// The targets file, for messages.
+    pub file: PathBuf,
+    /// `https://host:port`, no trailing slash.
+    pub base_url: String,
+    /// Optional operational readiness URL.
+    pub readyz_url: Option<String>,
+    /// Per-probe timeout override.
+    pub timeout: Option<Duration>,
+    /// CA bundle or system roots.
+    pub trust: TrustSource,
+    /// Client identity, if mTLS is used.
+    pub identity: Option<IdentitySpec>,
+    /// Basic user and where its password is.
+    pub basic: Option<(String, SecretRef)>,
+    /// Audit database URL source.
+    pub audit: Option<AuditUrl>,
+    /// Headers added to every probe.
+    pub headers: Vec<(String, String)>,
+    /// Overrides of template variables (checked against the template by the plan), with their line.
+    pub variables: BTreeMap<String, (String, usize)>,
+}
+
+/// A target with its secrets read: what the run needs.
+#[derive(Clone)]
+pub struct Target {
+    /// The validated configuration.
+    pub spec: TargetSpec,
+    /// Client identity for rustls.
+    pub identity: Option<ClientIdentitySource>,
+    /// Basic credentials.
+    pub basic: Option<BasicCredentials>,
+    /// Audit database URL.
+    pub audit_db_url: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("spec", &self.spec).finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// Every secret value, for the redactor: passwords, the audit URL and its password part.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        if let Some(ClientIdentitySource::Pkcs12 { password, .. }) = &self.identity {
+            secrets.push(password.clone());
+        }
+        if let Some(basic) = &self.basic {
+            secrets.push(basic.password.clone());
+        }
+        if let Some(url) = &self.audit_db_url
+            && let Some(password) = url_password(url)
+        {
+            secrets.push(password);
+            secrets.push(url.clone());
+        }
+        secrets.retain(|s| !s.is_empty());
+        secrets
+    }
+}
+
+/// The password part of `scheme://user:password@host/...`, if any.
+pub fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.split(['/', '?']).next()?.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, p)| p.to_owned()).filter(|p| !p.is_empty())
+}
+
+/// Why targets could not be loaded or a target used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The targets file could not be read.
+    #[error("{}: cannot read targets file: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Located mistakes.
+    #[error("{0}")]
+    Invalid(Problems),
+    /// No target by that name.
+    #[error("{}: no target named `{name}` (defined: {known})", file.display())]
+    Unknown {
+        /// The targets file.
+        file: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// The names that exist.
+        known: String,
+    },
+    /// A secret could not be read.
+    #[error("{}: targets.{target}.{key}: {message}", file.display())]
+    Secret {
+        /// The targets file.
+        file: PathBuf,
+        /// The target.
+        target: String,
+        /// Which key names the secret.
+        key: String,
+        /// What went wrong (never the value).
+        message: String,
+    },
+}
+
+/// A validated targets file.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// The file, for messages.
+    pub file: PathBuf,
+    /// Targets by name.
+    pub targets: BTreeMap<String, TargetSpec>,
+}
+
+impl Targets {
+    /// Reads and validates a targets file.
+    pub fn load(file: &Path) -> Result<Targets, TargetError> {
+        let text =
+            std::fs::read_to_string(file).map_err(|source| TargetError::Read { path: file.to_owned(), source })?;
+        Self::parse(file, &text)
+    }
+
+    /// Validates targets text as if read from `file` (relative paths resolve against its folder).
+    pub fn parse(file: &Path, text: &str) -> Result<Targets, TargetError> {
+        let mut diag = Collector::new(file, text);
+        let raw: RawTargets = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(error) => {
+                diag.toml_error(&error);
+                return Err(TargetError::Invalid(diag.into_problems()));
+            }
+        };
+        let base = file.parent().unwrap_or(Path::new(".")).to_owned();
+        let mut targets = BTreeMap::new();
+        for (name, raw_target) in raw.targets {
+            let spec =
+                Checker { diag: &mut diag, base: &base, name: &name }.target(file, raw_target.into_inner(), text);
+            targets.insert(name, spec);
+        }
+        diag.finish(Targets { file: file.to_owned(), targets }).map_err(TargetError::Invalid)
+    }
+
+    /// The named target with its secrets read.
+    pub fn resolve(&self, name: &str) -> Result<Target, TargetError> {
+        let spec = self.targets.get(name).ok_or_else(|| TargetError::Unknown {
+            file: self.file.clone(),
+            name: name.to_owned(),
+            known: self.targets.keys().cloned().collect::<Vec<_>>().join(", "),
+        })?;
+        let secret = |key: &str, reference: &SecretRef| {
+            reference.read().map_err(|message| TargetError::Secret {
+                file: self.file.clone(),
+                target: name.to_owned(),
+                key: key.to_owned(),
+                message,
+            })
+        };
+        let identity = match &spec.identity {
+            Some(IdentitySpec::Pkcs12 { path, password }) => Some(ClientIdentitySource::Pkcs12 {
+                path: path.clone(),
+                password: secret("identity.password", password)?,
+            }),
+            Some(IdentitySpec::Pem { cert, key }) => {
+                Some(ClientIdentitySource::Pem { cert: cert.clone(), key: key.clone() })
+            }
+            None => None,
+        };
+        let basic = match &spec.basic {
+            Some((user, password)) => {
+                Some(BasicCredentials { user: user.clone(), password: secret("basic.password", password)? })
+            }
+            None => None,
+        };
+        let audit_db_url = match &spec.audit {
+            Some(AuditUrl::Inline(url)) => Some(url.clone()),
+            Some(AuditUrl::Secret(reference)) => Some(secret("audit.url", reference)?),
+            None => None,
+        };
+        Ok(Target { spec: spec.clone(), identity, basic, audit_db_url })
+    }
+}
+
+/// Validates one raw target, recording problems against the targets file.
+struct Checker<'c, 'd> {
+    /// Where problems are recorded (with lines).
+    diag: &'c mut Collector<'d>,
+    /// Folder of the targets file; relative paths resolve against it.
+    base: &'c Path,
+    /// The target being checked, for key paths in messages.
+    name: &'c str,
+}
+
+impl Checker<'_, '_> {
+    fn key(&self, k: &str) -> String {
+        format!("targets.{}.{k}", self.name)
+    }
+
+    fn problem(&mut self, span: std::ops::Range<usize>, k: &str, message: &str) {
+        let key = self.key(k);
+        self.diag.at(Some(span), key, message);
+    }
+
+    fn existing_file(&mut self, value: &Spanned<String>, k: &str) -> PathBuf {
+        let path = self.base.join(value.get_ref());
+        if !path.is_file() {
+            self.problem(value.span(), k, &format!("file not found: {}", path.display()));
+        }
+        path
+    }
+
+    fn secret(
+        &mut self,
+        inline: Option<&Spanned<toml::Value>>,
+        env: Option<&Spanned<String>>,
+        file: Option<&Spanned<String>>,
+        table: &str,
+        table_span: std::ops::Range<usize>,
+    ) -> Option<SecretRef> {
+        if let Some(inline) = inline {
+            let message = "inline secrets are refused: use password_env = \"VAR\" or password_file = \"path\"";
+            self.problem(inline.span(), &format!("{table}.password"), message);
+            return None;
+        }
+        match (env, file) {
+            (Some(env), None) if !env.get_ref().is_empty() => Some(SecretRef::Env(env.get_ref().clone())),
+            (None, Some(path)) => Some(SecretRef::File(self.existing_file(path, &format!("{table}.password_file")))),
+            _ => {
+                self.problem(table_span, table, "give exactly one of password_env or password_file");
+                None
+            }
+        }
+    }
+
+    fn target(&mut self, file: &Path, raw: RawTarget, text: &str) -> TargetSpec {
+        let base_url = raw.base_url.get_ref().trim_end_matches('/').to_owned();
+        if !base_url.starts_with("https://") || base_url.len() <= "https://".len() {
+            self.problem(raw.base_url.span(), "base_url", "expected an https:// URL, e.g. https://phr.example.jp:8443");
+        }
+        if let Some(url) = &raw.readyz_url
+            && !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://"))
+        {
+            self.problem(url.span(), "readyz_url", "expected an http:// or https:// URL");
+        }
+        let trust = match (&raw.tls.ca_bundle, &raw.tls.system_roots) {
+            (Some(_), Some(flag)) if *flag.get_ref() => {
+                self.problem(flag.span(), "tls.system_roots", "give either tls.ca_bundle or tls.system_roots = true");
+                TrustSource::SystemRoots
+            }
+            (Some(bundle), _) => TrustSource::CaBundle(self.existing_file(bundle, "tls.ca_bundle")),
+            _ => TrustSource::SystemRoots,
+        };
+        let identity = raw.identity.as_ref().and_then(|spanned| self.identity(spanned));
+        let basic = raw.basic.as_ref().and_then(|spanned| {
+            let basic = spanned.get_ref();
+            if basic.user.get_ref().is_empty() {
+                self.problem(basic.user.span(), "basic.user", "empty user");
+            }
+            let password = self.secret(
+                basic.password.as_ref(),
+                basic.password_env.as_ref(),
+                basic.password_file.as_ref(),
+                "basic",
+                spanned.span(),
+            )?;
+            Some((basic.user.get_ref().clone(), password))
+        });
+        let audit = raw.audit.as_ref().and_then(|spanned| self.audit(spanned));
+        let mut headers = Vec::new();
+        for (header, value) in &raw.headers {
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err() || header.eq_ignore_ascii_case("authorization")
+            {
+                let message = "not a header connrun can send (Authorization comes from [basic])";
+                self.problem(value.span(), &format!("headers.{header}"), message);
+            }
+            headers.push((header.clone(), value.get_ref().clone()));
+        }
+        let variables = raw
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), (v.get_ref().clone(), crate::plan::diag::line_col(text, v.span().start).0)))
+            .collect();
+        TargetSpec {
+            name: self.name.to_owned(),
+            file: file.to_owned(),
+            base_url,
+            readyz_url: raw.readyz_url.map(Spanned::into_inner),
+            timeout: raw.timeout_seconds.map(|t| Duration::from_secs(*t.get_ref())),
+            trust,
+            identity,
+            basic,
+            audit,
+            headers,
+            variables,
+        }
+    }
+
+    fn identity(&mut self, spanned: &Spanned<RawIdentity>) -> Option<IdentitySpec> {
+        let identity = spanned.get_ref();
+        let has_password =
+            identity.password.is_some() || identity.password_env.is_some() || identity.password_file.is_some();
+        match (&identity.p12, &identity.cert, &identity.key) {
+            (Some(p12), None, None) => {
+                let path = self.existing_file(p12, "identity.p12");
+                let password = self.secret(
+                    identity.password.as_ref(),
+                    identity.password_env.as_ref(),
+                    identity.password_file.as_ref(),
+                    "identity",
+                    spanned.span(),
+                )?;
+                Some(IdentitySpec::Pkcs12 { path, password })
+            }
+            (None, Some(cert), Some(key)) => {
+                if has_password {
+                    self.problem(spanned.span(), "identity", "PEM keys are read unencrypted; remove the password keys");
+                }
+                Some(IdentitySpec::Pem {
+                    cert: self.existing_file(cert, "identity.cert"),
+                    key: self.existing_file(key, "identity.key"),
+                })
+            }
+            _ => {
+                self.problem(
+                    spanned.span(),
+                    "identity",
+                    "give either p12 (+ password_env or password_file) or cert + key",
+                );
+                None
+            }
+        }
+    }
+
+    fn audit(&mut self, spanned: &Spanned<RawAudit>) -> Option<AuditUrl> {
+        let audit = spanned.get_ref();
+        match (&audit.url, &audit.url_env, &audit.url_file) {
+            (Some(url), None, None) if url_password(url.get_ref()).is_some() => {
+                self.problem(url.span(), "audit.url", "this URL holds a password: use url_env or url_file instead");
+                None
+            }
+            (Some(url), None, None) => Some(AuditUrl::Inline(url.get_ref().clone())),
+            (None, Some(env), None) => Some(AuditUrl::Secret(SecretRef::Env(env.get_ref().clone()))),
+            (None, None, Some(path)) => {
+                Some(AuditUrl::Secret(SecretRef::File(self.existing_file(path, "audit.url_file"))))
+            }
+            _ => {
+                self.problem(spanned.span(), "audit", "give exactly one of url, url_env, url_file");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `connrun history`: one row per run over time, with Ready counts and the probes whose status moved.
+//!
+//! The team's status tables track the same few probes week after week (PHR-06 405 → 200, ...). This
+//! module turns the `status.json` of every finished run into that table: runs of the same template and
+//! target are compared with the run before them, so "changed" always means "since the last time we ran
+//! exactly this". It also computes the per-request-phase latency series that the HTML report charts.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::compare::runindex::LoadedRun;
+use crate::evidence::ProbeRecord;
+use crate::evidence::status::RunStatus;
+
+/// A probe whose HTTP result differs from the previous run of the same template and target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusMove {
+    /// Probe id.
+    pub probe: String,
+    /// `405`, or `000 tls_failure`, or `-` when the probe was absent.
+    pub before: String,
+    /// Same, for this run.
+    pub after: String,
+}
+
+/// One row of the history table.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryRow {
+    /// The RUN_ID.
+    pub run_id: String,
+    /// Template name.
+    pub template: String,
+    /// Target name.
+    pub target: String,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// The start as `YYYY-MM-DD HH:MM` UTC, for the table.
+    pub started: String,
+    /// Ready probes.
+    pub ready: usize,
+    /// All probes.
+    pub probes: usize,
+    /// Every expected audit action appeared.
+    pub audit_ok: bool,
+    /// The run the moves are relative to (previous run of the same template and target).
+    pub previous: Option<String>,
+    /// Probes whose result moved since `previous`.
+    pub changed: Vec<StatusMove>,
+    /// The evidence folder.
+    pub evidence: String,
+}
+
+/// Probes whose HTTP code moved from `before` to `after` (added and removed probes included).
+pub fn status_moves(before: &RunStatus, after: &RunStatus) -> Vec<StatusMove> {
+    let code = |s: &RunStatus, id: &str| {
+        s.serverinfo.iter().chain(&s.probes).find(|p| p.id == id).map_or_else(|| "-".to_owned(), ProbeRecord::http_code)
+    };
+    let mut ids: Vec<&str> = Vec::new();
+    for p in after.serverinfo.iter().chain(&after.probes).chain(before.serverinfo.iter()).chain(&before.probes) {
+        if !ids.contains(&p.id.as_str()) {
+            ids.push(&p.id);
+        }
+    }
+    ids.into_iter()
+        .filter_map(|id| {
+            let (b, a) = (code(before, id), code(after, id));
+            (b != a).then(|| StatusMove { probe: id.to_owned(), before: b, after: a })
+        })
+        .collect()
+}
+
+/// The history rows, newest first: runs oldest-first in `runs`, optionally one template, at most `last`.
+pub fn rows(runs: &[LoadedRun], template: Option<&str>, last: Option<usize>) -> Vec<HistoryRow> {
+    let selected: Vec<&LoadedRun> = runs.iter().filter(|r| template.is_none_or(|t| r.status.template == t)).collect();
+    let mut out: Vec<HistoryRow> = selected
+        .iter()
+        .enumerate()
+        .map(|(index, run)| {
+            let s = &run.status;
+            let previous =
+                selected[..index].iter().rev().find(|p| p.status.template == s.template && p.status.target == s.target);
+            HistoryRow {
+                run_id: s.run_id.clone(),
+                template: s.template.clone(),
+                target: s.target.clone(),
+                started_at: s.started_at,
+                started: s.started_at.format("%Y-%m-%d %H:%M").to_string(),
+                ready: s.probes.iter().filter(|p| p.ready).count(),
+                probes: s.probes.len(),
+                audit_ok: s.audit_ok,
+                previous: previous.map(|p| p.status.run_id.clone()),
+                changed: previous.map(|p| status_moves(&p.status, s)).unwrap_or_default(),
+                evidence: format!("artifacts/{}/{}/", s.suite, s.run_id),
+            }
+        })
+        .collect();
+    out.reverse();
+    if let Some(last) = last {
+        out.truncate(last);
+    }
+    out
+}
+
+/// Request phases charted across runs, in wire order.
+pub const REQUEST_PHASES: [&str; 5] = ["dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms"];
+
+/// Mean of each request phase over a run's probes (serverinfo excluded), in [`REQUEST_PHASES`] order.
+pub fn mean_phase_latency(status: &RunStatus) -> [f64; 5] {
+    let mut sums = [0.0; 5];
+    let answered: Vec<_> = status.probes.iter().filter(|p| p.http_status.is_some()).collect();
+    for p in &answered {
+        let t = &p.timings;
+        for (sum, value) in sums.iter_mut().zip([t.dns_ms, t.connect_ms, t.tls_ms, t.ttfb_ms, t.total_ms]) {
+            *sum += value;
+        }
+    }
+    let n = answered.len().max(1) as f64;
+    sums.map(|s| s / n)
+}

@@ -1,0 +1,233 @@
+//! `connrun report html`: one run as one self-contained HTML file (inline CSS and SVG, nothing fetched).
+//!
+//! Reviewers open evidence on machines without network access and attach reports to tickets, so the page
+//! must carry everything: the probes, a timings waterfall (SVG) built from each probe's start time and
+//! DNS/connect/TLS/first-byte/transfer durations, the server certificate facts, and a small chart of the
+//! mean per-request-phase latency across the runs of the same template and target. A Content-Security-
+//! Policy of `default-src 'none'` makes the browser refuse any external load even if a value slipped in.
+
+use serde::Serialize;
+
+use crate::evidence::status::RunStatus;
+use crate::evidence::{CertFacts, ProbeRecord};
+use crate::report::history::{REQUEST_PHASES, mean_phase_latency};
+
+/// Colours of the request phases (waterfall segments and chart lines), in wire order plus transfer.
+const PHASE_COLOURS: [&str; 5] = ["#8e6c8a", "#e5a93d", "#a05195", "#2f7ed8", "#4caf50"];
+
+/// Escapes text for SVG/XML content and attribute values.
+pub fn xml_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c if c.is_control() => " ".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The timings waterfall: one row per probe, offset by its start, segments DNS/connect/TLS/TTFB/transfer.
+pub fn waterfall_svg(status: &RunStatus) -> String {
+    let probes: Vec<&ProbeRecord> = status.serverinfo.iter().chain(&status.probes).collect();
+    let start = probes.iter().map(|p| p.started_at).min().unwrap_or(status.started_at);
+    let offset = |p: &ProbeRecord| (p.started_at - start).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+    let end = probes.iter().map(|p| offset(p) + p.timings.total_ms).fold(1.0_f64, f64::max);
+    let (label_w, bar_w, row_h) = (150.0, 560.0, 22.0);
+    let scale = bar_w / end;
+    let height = row_h * probes.len() as f64 + 30.0;
+    let mut svg = format!(
+        "<svg id=\"waterfall\" role=\"img\" aria-label=\"timings waterfall\" \
+         width=\"{w}\" height=\"{height}\" viewBox=\"0 0 {w} {height}\">",
+        w = label_w + bar_w + 80.0
+    );
+    for (row, p) in probes.iter().enumerate() {
+        let y = row as f64 * row_h + 4.0;
+        let t = &p.timings;
+        let transfer = (t.total_ms - t.dns_ms - t.connect_ms - t.tls_ms - t.ttfb_ms).max(0.0);
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{:.1}\" font-size=\"12\">{} {}</text>",
+            y + 13.0,
+            xml_escape(&p.id),
+            xml_escape(&p.name)
+        ));
+        let mut x = label_w + offset(p) * scale;
+        for (i, ms) in [t.dns_ms, t.connect_ms, t.tls_ms, t.ttfb_ms, transfer].into_iter().enumerate() {
+            let w = (ms * scale).max(if ms > 0.0 { 1.0 } else { 0.0 });
+            svg.push_str(&format!(
+                "<rect class=\"seg\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"16\" fill=\"{}\"><title>{} {ms:.2} ms</title></rect>",
+                PHASE_COLOURS[i],
+                ["dns", "connect", "tls", "ttfb", "transfer"][i]
+            ));
+            x += w;
+        }
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{:.1} ms</text>",
+            x + 4.0,
+            y + 13.0,
+            t.total_ms
+        ));
+    }
+    let axis_y = row_h * probes.len() as f64 + 20.0;
+    svg.push_str(&format!(
+        "<text x=\"{label_w}\" y=\"{axis_y:.1}\" font-size=\"11\">0 ms</text>\
+         <text x=\"{:.1}\" y=\"{axis_y:.1}\" font-size=\"11\" text-anchor=\"end\">{end:.1} ms</text></svg>",
+        label_w + bar_w
+    ));
+    svg
+}
+
+/// Mean latency of each request phase across runs (oldest first), one polyline per phase.
+pub fn latency_chart_svg(runs: &[&RunStatus]) -> String {
+    let series: Vec<[f64; 5]> = runs.iter().map(|s| mean_phase_latency(s)).collect();
+    let max = series.iter().flat_map(|s| s.iter().copied()).fold(1.0_f64, f64::max);
+    let (w, h, left, bottom) = (640.0, 220.0, 50.0, 30.0);
+    let step = if series.len() > 1 { (w - left - 20.0) / (series.len() - 1) as f64 } else { 0.0 };
+    let point = |i: usize, v: f64| (left + step * i as f64, (h - bottom) - v / max * (h - bottom - 10.0));
+    let mut svg = format!(
+        "<svg id=\"latency-chart\" role=\"img\" aria-label=\"latency across runs\" \
+         width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\
+         <line x1=\"{left}\" y1=\"{y0}\" x2=\"{w}\" y2=\"{y0}\" stroke=\"#999\"/>\
+         <line x1=\"{left}\" y1=\"10\" x2=\"{left}\" y2=\"{y0}\" stroke=\"#999\"/>\
+         <text x=\"2\" y=\"16\" font-size=\"11\">{max:.0} ms</text><text x=\"2\" y=\"{y0}\" font-size=\"11\">0</text>",
+        y0 = h - bottom
+    );
+    for (phase, name) in REQUEST_PHASES.iter().enumerate() {
+        let points: Vec<String> = series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (x, y) = point(i, s[phase]);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        svg.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+            points.join(" "),
+            c = PHASE_COLOURS[phase]
+        ));
+        for p in &points {
+            if let Some((x, y)) = p.split_once(',') {
+                svg.push_str(&format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{}\"/>", PHASE_COLOURS[phase]));
+            }
+        }
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"{}\">{name}</text>",
+            left + 10.0 + phase as f64 * 90.0,
+            h - 8.0,
+            PHASE_COLOURS[phase]
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// What went wrong with a probe, in one line (empty when Ready).
+fn problem(p: &ProbeRecord) -> String {
+    let mut parts: Vec<String> = vec![p.outcome.describe()];
+    parts.extend(p.check_failures.iter().cloned());
+    parts.retain(|x| !x.is_empty());
+    if let Some(status) = p.http_status.filter(|_| !p.ready && parts.is_empty()) {
+        parts.push(format!("HTTP {status} は Ready ではない"));
+    }
+    parts.join("; ")
+}
+
+fn utc(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// One row of the probes table.
+#[derive(Serialize)]
+struct ProbeRow<'a> {
+    /// Probe id.
+    id: &'a str,
+    /// Endpoint name.
+    name: &'a str,
+    /// Phase id (`serverinfo` for the server-info probe).
+    phase: &'a str,
+    /// HTTP method.
+    method: &'a str,
+    /// Redacted URL.
+    url: &'a str,
+    /// `200` or `000 <failure kind>`.
+    http: String,
+    /// Ready or not.
+    ready: bool,
+    /// What went wrong, when not Ready.
+    problem: String,
+    /// Negotiated TLS version and cipher.
+    tls: String,
+    /// Total time, formatted.
+    total_ms: String,
+}
+
+/// What `report.html.tera` sees.
+#[derive(Serialize)]
+struct HtmlContext<'a> {
+    /// The run's status (template, target, suite, ...).
+    run: &'a RunStatus,
+    /// Start, `YYYY-MM-DD hh:mm:ss UTC`.
+    started: String,
+    /// End, same form.
+    finished: String,
+    /// Ready probes.
+    ready: usize,
+    /// Every probe, serverinfo first.
+    probes: Vec<ProbeRow<'a>>,
+    /// Distinct certificates the server presented (leaf first).
+    certificates: Vec<&'a CertFacts>,
+    /// Inline SVG (numbers and escaped labels only), inserted unescaped.
+    waterfall: String,
+    /// Inline SVG of latency across runs.
+    chart: String,
+    /// The RUN_IDs charted, oldest first.
+    chart_runs: Vec<&'a str>,
+}
+
+/// Renders the HTML page for `status`; `series` are the runs of the same template and target, oldest first
+/// (including this one), for the latency chart.
+pub fn render(
+    views: &crate::report::views::Views,
+    status: &RunStatus,
+    series: &[&RunStatus],
+) -> Result<String, crate::report::ReportError> {
+    let mut certificates: Vec<&CertFacts> = Vec::new();
+    for cert in status.serverinfo.iter().chain(&status.probes).flat_map(|p| &p.server_chain) {
+        if !certificates.iter().any(|c| c.sha256 == cert.sha256) {
+            certificates.push(cert);
+        }
+    }
+    let probes = status
+        .serverinfo
+        .iter()
+        .chain(&status.probes)
+        .map(|p| ProbeRow {
+            id: &p.id,
+            name: &p.name,
+            phase: &p.phase,
+            method: &p.method,
+            url: &p.url,
+            http: p.http_code(),
+            ready: p.ready,
+            problem: problem(p),
+            tls: p.tls.as_ref().map(|t| format!("{} {}", t.version, t.cipher_suite)).unwrap_or_default(),
+            total_ms: format!("{:.1}", p.timings.total_ms),
+        })
+        .collect();
+    let context = HtmlContext {
+        run: status,
+        started: utc(status.started_at),
+        finished: utc(status.finished_at),
+        ready: status.probes.iter().filter(|p| p.ready).count(),
+        probes,
+        certificates,
+        waterfall: waterfall_svg(status),
+        chart: latency_chart_svg(series),
+        chart_runs: series.iter().map(|s| s.run_id.as_str()).collect(),
+    };
+    views.render("report.html.tera", &context)
+}

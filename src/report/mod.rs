@@ -1,0 +1,15 @@
+//! Everything a person reads about finished runs: the Markdown of one run, the daily/weekly/status-row
+//! log entries, history tables, the HTML report, and `--append` into hand-written logs.
+//!
+//! Reports read evidence records (`status.json` and the files beside it, through [`crate::evidence`] and the
+//! run index of [`crate::compare`]); they never import the probe engine, tokio or hyper, and never touch the
+//! network (checked by `tests/it/architecture.rs`).
+
+pub mod append;
+pub mod history;
+pub mod html;
+pub mod logs;
+pub mod markdown;
+pub mod views;
+
+pub use markdown::*;

@@ -1,0 +1,182 @@
+//! The layout's rules, checked: dependencies between connrun's folders point one way, reports and
+//! comparisons read evidence records and never the probe engine or the network stack, and the server never
+//! depends on the harness.
+//!
+//! The check reads the source as text (every `crate::<folder>` path and every external crate named in a
+//! `use`), which is how a reviewer reads it too; comments are skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read source folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The code of a file without comment lines (`//`, `//!`, `///`) and without its `#[cfg(test)]` module.
+fn code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("read source file");
+    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+    text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+/// The top-level folder (concern) of a file under `src/`: `src/probe/x.rs` → `probe`.
+fn concern(src: &Path, file: &Path) -> String {
+    let relative = file.strip_prefix(src).expect("under src");
+    let first = relative.components().next().expect("component").as_os_str().to_string_lossy().into_owned();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+/// Every `crate::<name>` a text mentions.
+fn crate_paths(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (index, _) in text.match_indices("crate::") {
+        let boundary = text[..index].chars().last().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let name: String = text[index + 7..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if boundary && !name.is_empty() {
+            found.insert(name);
+        }
+    }
+    found
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// concern → the concerns it imports.
+fn concern_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = root().join("src");
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(&src) {
+        let from = concern(&src, &file);
+        if from == "lib" || from == "main" {
+            continue;
+        }
+        let edges = graph.entry(from.clone()).or_default();
+        edges.extend(crate_paths(&code(&file)).into_iter().filter(|to| *to != from));
+    }
+    graph
+}
+
+#[test]
+fn connrun_folders_have_no_import_circle() {
+    let graph = concern_graph();
+    // Depth-first search for a back edge; the circle is named in the failure.
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut circle = path[at..].to_vec();
+            circle.push(node.to_owned());
+            return Some(circle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(circle) = visit(next, graph, path, done) {
+                return Some(circle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        let circle = visit(node, &graph, &mut Vec::new(), &mut done);
+        assert!(circle.is_none(), "import circle between connrun's folders: {}", circle.unwrap().join(" → "));
+    }
+}
+
+#[test]
+fn dependencies_point_the_documented_way() {
+    // Each concern may import only the ones listed (ARCHITECTURE.md, "Dependencies").
+    let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("cli", &["run", "plan", "probe", "audit", "evidence", "report", "compare", "redact"][..]),
+        ("run", &["plan", "probe", "audit", "evidence", "report", "compare", "redact"][..]),
+        ("plan", &["probe", "audit", "evidence"][..]),
+        ("probe", &["evidence", "redact"][..]),
+        ("audit", &["evidence"][..]),
+        ("report", &["compare", "evidence"][..]),
+        ("compare", &["evidence"][..]),
+        ("evidence", &["redact"][..]),
+        ("redact", &[][..]),
+    ]);
+    for (from, imports) in concern_graph() {
+        let permitted =
+            allowed.get(from.as_str()).unwrap_or_else(|| panic!("src/{from}: a folder missing from the rules"));
+        for to in imports {
+            assert!(
+                permitted.contains(&to.as_str()),
+                "src/{from} imports crate::{to}, which the layout does not allow"
+            );
+        }
+    }
+}
+
+#[test]
+fn reports_and_comparisons_never_touch_the_probe_engine_or_the_network() {
+    let src = root().join("src");
+    for folder in ["report", "compare"] {
+        for file in rust_files(&src.join(folder)) {
+            let text = code(&file);
+            for forbidden in ["crate::probe", "crate::run", "tokio::", "hyper::", "hyper_util::", "reqwest::"] {
+                assert!(!text.contains(forbidden), "{} uses {forbidden}", file.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_server_never_depends_on_the_harness() {
+    let server = root().join("server");
+    for file in rust_files(&server.join("src")).into_iter().chain(rust_files(&server.join("tests"))) {
+        assert!(!code(&file).contains("connrun"), "{} names the harness", file.display());
+    }
+    let manifest = std::fs::read_to_string(server.join("Cargo.toml")).expect("server/Cargo.toml");
+    assert!(!manifest.contains("connrun"), "server/Cargo.toml depends on the harness");
+}
+
+/// The check itself must be able to fail: a planted circle and a planted forbidden import are found.
+#[test]
+fn the_checks_see_what_they_look_for() {
+    assert_eq!(
+        crate_paths("use crate::probe::X;\nlet a = crate::report::y();"),
+        BTreeSet::from(["probe".to_owned(), "report".to_owned()])
+    );
+    assert!(crate_paths("use mycrate::probe::X;").is_empty());
+    let src = root().join("src");
+    assert_eq!(concern(&src, &src.join("probe/capture.rs")), "probe");
+    assert_eq!(concern(&src, &src.join("lib.rs")), "lib");
+}
+
+#[test]
+fn ring_is_not_in_the_dependency_tree() {
+    // rustls, jsonwebtoken, rcgen and sqlx all use aws-lc-rs; `ring` must not come back through a feature.
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "--workspace", "--offline", "--locked", "-e", "normal,build,dev", "-i", "ring"])
+        .current_dir(root())
+        .output()
+        .expect("run cargo tree");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.trim().is_empty(), "ring is in the dependency tree:\n{stdout}");
+}

@@ -1,0 +1,30 @@
+//! connrun's integration tests, one binary: each module is a former test file, and the support modules
+//! are shared by all of them. One binary links the dependency tree once instead of once per file.
+
+mod probe_support;
+mod routine_support;
+
+mod architecture;
+mod archive_verify;
+mod audit_pull;
+mod cli_commands;
+mod cli_run;
+mod diff_runs;
+mod evidence_not_ready;
+mod evidence_seal;
+mod evidence_secrets;
+mod identity_pkcs12;
+mod logs_append;
+mod logs_reports;
+mod parity_servers;
+mod phase_f_full;
+mod probe_preflight;
+mod probe_tls;
+mod report_demo_snapshot;
+mod report_html_browser;
+mod report_markdown;
+mod report_snapshots;
+mod runid_allocation;
+mod template_check;
+mod template_plan;
+mod template_targets;
