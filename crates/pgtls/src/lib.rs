@@ -291,6 +291,8 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         }
         current = e.source();
     }
+    // sqlx wraps a configuration error in another one with the same prefix.
+    messages.dedup();
     messages.join(": ")
 }
 
