@@ -143,16 +143,7 @@ impl Validator<'_, '_> {
         }
         let suite = raw.suite.map_or_else(|| DEFAULT_SUITE.to_owned(), |s| self.folder_name(s, "suite"));
         let name = self.folder_name(raw.name, "name");
-        self.known = BUILTIN_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
-        let mut variables = BTreeMap::new();
-        for (key, value) in &raw.variables {
-            if BUILTIN_VARIABLES.contains(&key.as_str()) {
-                self.diag.at(Some(value.span()), format!("variables.{key}"), "this name is built in and set per run");
-            }
-            self.check_placeholders(value, &format!("variables.{key}"));
-            variables.insert(key.clone(), value.get_ref().clone());
-        }
-        self.known.extend(variables.keys().cloned());
+        let variables = self.variables(&raw.variables);
         let timeout = Duration::from_secs(raw.timeout_seconds.map_or(DEFAULT_TIMEOUT_SECONDS, |t| *t.get_ref()));
         let common = self.headers(&raw.headers, "headers");
         let mut ids = BTreeSet::new();
@@ -171,26 +162,11 @@ impl Validator<'_, '_> {
             .into_inner()
             .into_iter()
             .map(|phase| {
-                let key = format!("phases[{}]", phase.id.get_ref());
                 if !phase_ids.insert(phase.id.get_ref().clone()) {
-                    self.diag.at(Some(phase.id.span()), format!("{key}.id"), "duplicate phase id");
+                    let key = format!("phases[{}].id", phase.id.get_ref());
+                    self.diag.at(Some(phase.id.span()), key, "duplicate phase id");
                 }
-                let audit_queries = phase.audit.iter().map(|file| self.audit_query(file, &key)).collect::<Vec<_>>();
-                let probes = phase
-                    .probes
-                    .into_iter()
-                    .map(|probe| {
-                        let probe_key = format!("{key}.probes[{}]", probe.id.get_ref());
-                        self.probe(probe, &probe_key, &common, timeout, &mut ids)
-                    })
-                    .collect();
-                self.captures.next_phase();
-                Phase {
-                    id: phase.id.into_inner(),
-                    name: phase.name,
-                    audit_queries: audit_queries.into_iter().flatten().collect(),
-                    probes,
-                }
+                self.phase(phase, &common, timeout, &mut ids)
             })
             .collect();
         Template {
@@ -203,6 +179,48 @@ impl Validator<'_, '_> {
             variables,
             serverinfo,
             phases,
+        }
+    }
+
+    /// The template's own variables; built-in names are refused. Every name becomes known to later keys.
+    fn variables(&mut self, raw: &BTreeMap<String, Spanned<String>>) -> BTreeMap<String, String> {
+        self.known = BUILTIN_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        let mut variables = BTreeMap::new();
+        for (key, value) in raw {
+            if BUILTIN_VARIABLES.contains(&key.as_str()) {
+                self.diag.at(Some(value.span()), format!("variables.{key}"), "this name is built in and set per run");
+            }
+            self.check_placeholders(value, &format!("variables.{key}"));
+            variables.insert(key.clone(), value.get_ref().clone());
+        }
+        self.known.extend(variables.keys().cloned());
+        variables
+    }
+
+    /// One phase: its audit queries, then its probes; captures become usable from the next phase on.
+    fn phase(
+        &mut self,
+        phase: RawPhase,
+        common: &[(String, String)],
+        timeout: Duration,
+        ids: &mut BTreeSet<String>,
+    ) -> Phase {
+        let key = format!("phases[{}]", phase.id.get_ref());
+        let audit_queries = phase.audit.iter().map(|file| self.audit_query(file, &key)).collect::<Vec<_>>();
+        let probes = phase
+            .probes
+            .into_iter()
+            .map(|probe| {
+                let probe_key = format!("{key}.probes[{}]", probe.id.get_ref());
+                self.probe(probe, &probe_key, common, timeout, ids)
+            })
+            .collect();
+        self.captures.next_phase();
+        Phase {
+            id: phase.id.into_inner(),
+            name: phase.name,
+            audit_queries: audit_queries.into_iter().flatten().collect(),
+            probes,
         }
     }
 
