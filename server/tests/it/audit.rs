@@ -1,11 +1,9 @@
 //! The audit trail: one row per call under concurrency, an unbroken chain, append-only, tamper detection,
 //! and fail-closed behaviour when the row cannot be written. Each test runs on SQLite and PostgreSQL.
 
-mod support;
-
 use std::process::Command;
 
-use support::{Backend, Options, TestServer};
+use crate::support::{self, Backend, Options, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_leave_one_row_each_and_an_unbroken_chain() {

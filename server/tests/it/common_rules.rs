@@ -1,11 +1,9 @@
 //! The common request rules of PHR_API.md §1–§2 and hostile input: every case is a clean 4xx with the JSON
 //! error body (or the documented status), an echoed trace id, and an audit row for the failure.
 
-mod support;
-
+use crate::support::{self, Options, TestServer};
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue};
-use support::{Options, TestServer};
 
 /// One hostile or incomplete request and what it must answer.
 struct Case {

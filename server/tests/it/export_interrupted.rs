@@ -5,16 +5,13 @@
 //! The download is paced slowly (the spec's bandwidth profile, turned down), so the client can drop the
 //! connection while most of the ZIP is still on the server's side.
 
-mod export_support;
-mod support;
-
 use std::time::Duration;
 
-use export_support::{export_config, insert_minimal_patients, submit, wait_for_state};
+use crate::support::export::{export_config, insert_minimal_patients, submit, wait_for_state};
+use crate::support::{self, FACILITY, Options, PASSWORD, TestServer, USER, backends};
 use phr_server::export::ExportConfig;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{FACILITY, Options, PASSWORD, TestServer, USER, backends};
 
 /// Enough patients for an artifact of many storage chunks, so the stream is still going when the client leaves.
 const PATIENTS: usize = 800;

@@ -3,15 +3,14 @@
 //! The patients beyond the seed are minimal rows (a patient without records exports as an empty
 //! container), inserted directly so the test measures the export, not the seed.
 
-mod export_support;
-mod support;
-
 use std::time::Duration;
 
-use export_support::{download, entry_json, export_config, insert_minimal_patients, read_zip, submit, wait_for_state};
+use crate::support::export::{
+    download, entry_json, export_config, insert_minimal_patients, read_zip, submit, wait_for_state,
+};
+use crate::support::{Options, TestServer, backends};
 use phr_server::export::archive::entry_name;
 use serde_json::json;
-use support::{Options, TestServer, backends};
 
 const EXTRA_PATIENTS: usize = 2_000;
 

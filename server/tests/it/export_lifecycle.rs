@@ -2,15 +2,12 @@
 //! job and its single-use signed URL, cancellation, validation errors, facility isolation, concurrent
 //! downloads of one URL, the NULL fallback without a signing secret, and the https-only rules.
 
-mod export_support;
-mod support;
-
 use std::time::Duration;
 
-use export_support::{download, export_config, full_life_cycle, submit, wait_for_state};
+use crate::support::export::{download, export_config, full_life_cycle, submit, wait_for_state};
+use crate::support::{self, Options, TestServer, backends, error_type};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{Options, TestServer, backends, error_type};
 
 fn options(export: phr_server::export::ExportConfig) -> Options {
     Options { export, ..Options::default() }
@@ -133,7 +130,7 @@ async fn of_fifty_simultaneous_downloads_of_one_url_exactly_one_gets_the_file() 
             match response.status() {
                 StatusCode::OK => {
                     ok += 1;
-                    let archive = export_support::read_zip(response).await;
+                    let archive = support::export::read_zip(response).await;
                     assert_eq!(archive.len(), 3);
                 }
                 StatusCode::GONE => {

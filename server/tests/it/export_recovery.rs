@@ -2,15 +2,12 @@
 //! its attempts, is FAILED with a reason. Never RUNNING forever, never lost. Also: two workers never build
 //! the same job (claiming is exclusive), on SQLite and PostgreSQL.
 
-mod export_support;
-mod support;
-
 use std::time::Duration;
 
-use export_support::{export_config, wait_for_state};
+use crate::support::export::{export_config, wait_for_state};
+use crate::support::{self, Options, TestServer, backends};
 use phr_server::export::ExportSpec;
 use phr_server::export::job::{self, NewJob};
-use support::{Options, TestServer, backends};
 use uuid::Uuid;
 
 /// Writes a job as a crashed worker leaves it: RUNNING, with `attempts` runs so far and a heartbeat from
@@ -78,7 +75,7 @@ async fn a_job_left_running_by_a_dead_worker_is_finished_after_restart() {
         let status: serde_json::Value =
             server.get(&format!("status/{job_id}")).send().await.expect("status").json().await.expect("JSON");
         let url = status["downloadUrl"].as_str().expect("url");
-        let archive = export_support::read_zip(export_support::download(&server, url).await).await;
+        let archive = support::export::read_zip(support::export::download(&server, url).await).await;
         assert_eq!(archive.len(), 3, "two patients and metadata.json");
         server.stop().await;
     }
@@ -212,8 +209,8 @@ async fn a_shutdown_in_the_middle_of_a_job_hands_it_back_and_the_restart_finishe
         let export = phr_server::export::ExportConfig { workers: 1, ..export_config() };
         let server = TestServer::start(db, Options { export, ..Options::default() }).await;
         let extra: Vec<String> = (1..=3_000).map(|n| format!("S{n:05}")).collect();
-        export_support::insert_minimal_patients(&server, &extra).await;
-        let job = export_support::submit(&server, serde_json::json!({ "patientIds": extra })).await;
+        support::export::insert_minimal_patients(&server, &extra).await;
+        let job = support::export::submit(&server, serde_json::json!({ "patientIds": extra })).await;
         let job_id = job["jobId"].as_str().expect("jobId").to_owned();
         wait_for_state(&server, &job_id, "RUNNING", Duration::from_secs(60)).await;
 

@@ -6,16 +6,13 @@
 //! `TEST_S3_ENDPOINT` names the server (`eval "$(scripts/s3-local.sh)"` starts one); without a reachable one
 //! the test prints a loud SKIP and passes, except under `REQUIRE_S3=1`, where that is a failure.
 
-mod export_support;
-mod support;
-
 use std::io::Read as _;
 
-use export_support::{export_config, full_life_cycle};
+use crate::support::export::{export_config, full_life_cycle};
+use crate::support::{Options, TestServer, backends};
 use phr_server::export::{ExportConfig, S3Settings, StaticCredentials, StorageSettings};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Options, TestServer, backends};
 
 const REGION: &str = "ap-northeast-1";
 

@@ -5,13 +5,11 @@
 //! Seed facts relied on (SERVER_CONTRACT.md): F001/P0004's newest image is exactly 5 MiB, F001/P0003's is
 //! 5 MiB + 1 byte, F001/P0002 has no image.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{self, FACILITY, Options, PASSWORD, TestServer, USER};
 use devpki::LeafSpec;
 use phr_server::ImagePolicy;
-use support::{FACILITY, Options, PASSWORD, TestServer, USER};
 
 const MIB: u64 = 1024 * 1024;
 const FIVE_MIB: u64 = 5 * MIB;

@@ -2,17 +2,15 @@
 //! bad bodies are clean 4xx, a server without a key refuses to start unless told otherwise, and then the call
 //! answers 503 with the `PHR_LAYER_ID_CERT_MISSING` audit row.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::{self, Options, TestServer};
 use aws_lc_rs::encoding::{AsDer as _, PublicKeyX509Der};
 use aws_lc_rs::signature::KeyPair as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use phr_server::config::LayerKeyArgs;
 use phr_server::{App, Config, TlsMaterial};
 use serde_json::{Value, json};
-use support::{Options, TestServer};
 
 /// `POST identityToken` with a trace id and the client certificate only (no Basic, as in the original).
 fn identity_request(server: &TestServer, trace: &str, content_type: &str, body: Vec<u8>) -> reqwest::RequestBuilder {

@@ -1,8 +1,7 @@
 //! `phr-server migrate [--dry-run]`: the dry run applies pending migrations inside a transaction and rolls
 //! back (nothing is left behind); the real run commits; a second run has nothing to do.
 
-mod support;
-
+use crate::support;
 use std::process::Command;
 
 fn migrate(url: &str, dry_run: bool) -> (i32, String) {

@@ -1,8 +1,6 @@
 //! The operational listener and the server's life cycle: health, readiness, metrics, graceful shutdown.
 
-mod support;
-
-use support::{Options, TestServer};
+use crate::support::{self, Options, TestServer};
 
 #[tokio::test]
 async fn healthz_readyz_and_metrics_answer_without_a_client_certificate() {

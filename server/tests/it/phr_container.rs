@@ -4,14 +4,12 @@
 //! F001/P0001 has five documents (D03 carries only a testOrder, D04 also a treatmentOrder) and five laboratory
 //! reports, so "newest three", "only medOrder/injectionOrder" and "strictly after" are all observable.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::spec_fields::{BUNDLE_FIELDS, CATCH_FIELDS, CLAIM_ITEM_FIELDS, LAB_ITEM_FIELDS, LAB_MODULE_FIELDS};
+use crate::support::{self, Options, PASSWORD, TestServer, error_type};
 use reqwest::Response;
 use serde_json::{Value, json};
-use support::spec_fields::{BUNDLE_FIELDS, CATCH_FIELDS, CLAIM_ITEM_FIELDS, LAB_ITEM_FIELDS, LAB_MODULE_FIELDS};
-use support::{Options, PASSWORD, TestServer, error_type};
 
 fn assert_fields_within(value: &Value, allowed: &[&str], what: &str) {
     for (key, field) in value.as_object().expect("JSON object") {

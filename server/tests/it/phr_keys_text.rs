@@ -3,15 +3,13 @@
 //!
 //! Fixtures (see `phr_server::seed`): F001/P0001 has every record, F001/P0002 none, F002/P0002 a basic set.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::spec_fields::{BUNDLE_FIELDS, CLAIM_ITEM_FIELDS, PHR_KEY_FIELDS};
+use crate::support::{self, Options, PASSWORD, TestServer, error_type};
 use phr_server::seed;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use support::spec_fields::{BUNDLE_FIELDS, CLAIM_ITEM_FIELDS, PHR_KEY_FIELDS};
-use support::{Options, PASSWORD, TestServer, error_type};
 
 /// A request as `facility:ops` with that facility's header.
 fn as_facility(server: &TestServer, facility: &str, method: Method, path: &str) -> reqwest::RequestBuilder {

@@ -1,8 +1,7 @@
 //! `phr-server seed` against real databases: the documented fixtures exist, the data is deterministic, image
 //! blobs match their rows, and re-running never duplicates anything.
 
-mod support;
-
+use crate::support;
 use futures::TryStreamExt;
 use phr_server::Db;
 use phr_server::seed::{self, SeedArgs, SeedError, SeedReport};

@@ -1,9 +1,7 @@
 //! `GET /openDolphin/resources/serverinfo/{jamri | claim/conn | cloud/zero}` end to end: text answers from
 //! configuration, 404 JSON for anything else, the same mTLS + Basic gate as the PHR calls, an audit row.
 
-mod support;
-
-use support::{Options, TestServer};
+use crate::support::{self, Options, TestServer};
 
 const BASE: &str = "/openDolphin/resources/serverinfo";
 

@@ -1,9 +1,7 @@
 //! Mutual TLS at the PHR listener: who gets through the handshake, and what the audit row learns about them.
 
-mod support;
-
+use crate::support::{self, Options, TestServer};
 use devpki::{Authority, Identity, LeafSpec, Pkcs12Flavor};
-use support::{Options, TestServer};
 
 /// The identities a client might present, and whether the handshake must accept them.
 fn cases(server: &TestServer) -> Vec<(&'static str, Option<Identity>, bool)> {

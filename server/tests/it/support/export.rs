@@ -1,7 +1,5 @@
-//! Helpers shared by the Phase F tests (`export_*.rs`): export settings for tests, submitting, waiting for a
+//! Helpers shared by the Phase F tests (`export_*` modules): export settings for tests, submitting, waiting for a
 //! job's state through the public API, downloading a signed URL, and reading the ZIP back.
-
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::io::Read as _;
 use std::time::Duration;
@@ -10,7 +8,7 @@ use phr_server::export::{ExportConfig, SigningSecret};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::support::{FACILITY, PASSWORD, TestServer, USER};
+use super::{FACILITY, PASSWORD, TestServer, USER};
 
 /// The signing secret tests configure (never a real one).
 pub const SECRET: &[u8] = b"test-export-signing-secret-0123456789abcdef";

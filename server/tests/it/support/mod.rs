@@ -7,8 +7,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); when it is unreachable the PostgreSQL half of each test is
 //! skipped with a loud message, unless `REQUIRE_PG=1`, where that is a failure.
 
-#![allow(dead_code)] // each test binary uses a different part of the harness
-
+pub mod export;
 pub mod spec_fields;
 
 use std::net::SocketAddr;

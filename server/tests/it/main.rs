@@ -1,0 +1,28 @@
+//! The integration tests of `phr-server`, linked as one test binary.
+//!
+//! Each module is one former `tests/*.rs` file and keeps its name; `support` is the shared harness (a real
+//! server on loopback against a database of its own, plus the Phase F helpers in `support::export` and the
+//! spec's field lists in `support::spec_fields`). One binary links the dependency tree once instead of once
+//! per file; tests that need the `phr-server` executable run it through `CARGO_BIN_EXE_phr-server`, which
+//! Cargo builds for every integration-test target. Run one group with `cargo test -p phr-server --test it
+//! export_`.
+
+mod support;
+
+mod audit;
+mod check_secrets;
+mod common_rules;
+mod export_interrupted;
+mod export_large;
+mod export_lifecycle;
+mod export_recovery;
+mod export_s3;
+mod image;
+mod layer_id;
+mod migrate;
+mod ops;
+mod phr_container;
+mod phr_keys_text;
+mod seed;
+mod serverinfo;
+mod tls;
