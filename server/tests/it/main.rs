@@ -21,6 +21,7 @@ mod image;
 mod layer_id;
 mod migrate;
 mod ops;
+mod pg_tls;
 mod phr_container;
 mod phr_keys_text;
 mod seed;
