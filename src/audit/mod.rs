@@ -79,13 +79,13 @@ pub struct QueryOutcome {
 }
 
 impl AuditDb {
-    /// Connects by URL: `postgres://` / `postgresql://` (without TLS) or `sqlite:` (opened read-only; a
+    /// Connects by URL: `postgres://` / `postgresql://` (TLS as libpq reads `sslmode` and `sslrootcert`
+    /// from the URL or `PGSSLMODE` / `PGSSLROOTCERT`, through [`pgtls`]) or `sqlite:` (opened read-only; a
     /// missing file is an error, never silently created).
     pub async fn connect(url: &str) -> Result<AuditDb, AuditError> {
         let connect_error = |problem: String| AuditError::Connect { url: masked_url(url), problem };
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let (client, connection) =
-                tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| connect_error(pg_message(&e)))?;
+            let (client, connection) = pgtls::connect(url).await.map_err(|e| connect_error(e.to_string()))?;
             let driver = tokio::spawn(async move {
                 let _ = connection.await;
             });

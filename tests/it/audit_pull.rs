@@ -119,3 +119,27 @@ async fn sqlite_missing_file_is_an_error_and_is_not_created() {
     assert!(matches!(result, Err(AuditError::Connect { .. })));
     assert!(!path.exists());
 }
+
+/// The SSL-only PostgreSQL of the operations logs (`rds.force_ssl=1`): a throw-away cluster with `ssl=on`
+/// and `hostssl` only. verify-full with the right CA pulls over TLS; a foreign CA and a plain-text server
+/// are refused with the setting named and the password nowhere in the message.
+#[tokio::test]
+async fn postgres_over_tls_verify_full_pulls_and_a_foreign_ca_or_a_plain_server_is_refused() {
+    let Some(cluster) = pgcluster::PgCluster::tls() else { return };
+    let ca = cluster.ca_pem_path().expect("a TLS cluster has a CA");
+    let url = cluster.url("localhost", &format!("sslmode=verify-full&sslrootcert={}", ca.display()));
+    let db = AuditDb::connect(&url).await.expect("verify-full with the cluster's CA connects");
+    let outcome = db.query_text("select ssl from pg_stat_ssl where pid = pg_backend_pid()").await;
+    assert_eq!(outcome.error, None);
+    assert_eq!(outcome.rows[0][0].as_deref(), Some("t"), "the pull went over TLS");
+
+    let foreign = cluster.foreign_ca_pem_path().display().to_string();
+    let wrong_ca = cluster.url("localhost", &format!("sslmode=verify-full&sslrootcert={foreign}"));
+    let error = AuditDb::connect(&wrong_ca).await.err().expect("a foreign CA is refused").to_string();
+    assert!(error.contains("verify-full"), "{error}");
+    assert!(!error.contains(pgcluster::PASSWORD), "the password leaked: {error}");
+
+    let Some(plain) = pgcluster::PgCluster::plain() else { return };
+    let error = AuditDb::connect(&plain.url("localhost", "sslmode=require")).await.err().expect("no TLS").to_string();
+    assert!(error.contains("require"), "{error}");
+}
