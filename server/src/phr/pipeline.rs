@@ -3,8 +3,8 @@
 //! The spec's common rules (trace id, facility header, Basic auth, facility isolation, the JSON error body)
 //! and its audit rule (one row per call, success or failure, fail closed) are the same for every endpoint,
 //! so they live in one place: [`handle`]. Authentication has no other caller, so it lives here too. Each
-//! step is a small function: [`authenticate`] the caller, run the endpoint, turn its result into a [`Call`],
-//! then [`CallRows::record`] writes the rows and decides the answer.
+//! step is a small function: `authenticate` the caller, run the endpoint, turn its result into a `Call`,
+//! then `CallRows::record` writes the rows and decides the answer.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
