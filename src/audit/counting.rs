@@ -152,23 +152,44 @@ fn tally(outcome: &QueryOutcome, round: &mut Round) {
     }
 }
 
-/// The before/after/delta/expected counts of one phase. `expected` maps each action the phase's probes
-/// declare to how many rows they should add (one per declaring probe).
-pub fn phase_counts(phase: &str, expected: &BTreeMap<String, u64>, before: &Round, after: &Round) -> Vec<AuditCount> {
-    let success = (before.has_outcome || after.has_outcome).then(|| "success".to_owned());
+/// An expected audit action as a template writes it: `PHR_IMAGE_STREAM` (a `success` row) or
+/// `PHR_EXPORT_ARTIFACT:failed` (a row of that outcome), split into (action, outcome).
+pub fn expected_key(declared: &str) -> (String, String) {
+    match declared.split_once(':') {
+        Some((action, outcome)) => (action.to_owned(), outcome.to_owned()),
+        None => (declared.to_owned(), "success".to_owned()),
+    }
+}
+
+/// The before/after/delta/expected counts of one phase. `expected` maps each (action, outcome) the
+/// phase's probes declare to how many rows they should add. When the queries do not group by outcome,
+/// only success expectations apply (the rows cannot be told apart).
+pub fn phase_counts(
+    phase: &str,
+    expected: &BTreeMap<(String, String), u64>,
+    before: &Round,
+    after: &Round,
+) -> Vec<AuditCount> {
+    let grouped = before.has_outcome || after.has_outcome;
     let mut keys: BTreeSet<(String, Option<String>)> =
         before.counts.keys().chain(after.counts.keys()).cloned().collect();
-    keys.extend(expected.keys().map(|action| (action.clone(), success.clone())));
+    for (action, outcome) in expected.keys() {
+        if grouped {
+            keys.insert((action.clone(), Some(outcome.clone())));
+        } else if outcome == "success" {
+            keys.insert((action.clone(), None));
+        }
+    }
     keys.into_iter()
         .map(|(action, outcome)| {
             let value = |round: &Round| {
                 round.complete.then(|| round.counts.get(&(action.clone(), outcome.clone())).copied().unwrap_or(0))
             };
             let (before_count, after_count) = (value(before), value(after));
-            let is_success = outcome.is_none() || outcome.as_deref() == Some("success");
+            let key = (action.clone(), outcome.clone().unwrap_or_else(|| "success".to_owned()));
             AuditCount {
                 phase: phase.to_owned(),
-                expected: if is_success { expected.get(&action).copied().unwrap_or(0) } else { 0 },
+                expected: expected.get(&key).copied().unwrap_or(0),
                 delta: before_count.zip(after_count).map(|(b, a)| a as i64 - b as i64),
                 before: before_count,
                 after: after_count,
@@ -177,4 +198,41 @@ pub fn phase_counts(phase: &str, expected: &BTreeMap<String, u64>, before: &Roun
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(counts: &[((&str, &str), u64)]) -> Round {
+        Round {
+            counts: counts.iter().map(|((a, o), n)| ((a.to_string(), Some(o.to_string())), *n)).collect(),
+            has_outcome: true,
+            errors: Vec::new(),
+            complete: true,
+        }
+    }
+
+    #[test]
+    fn declared_outcomes_are_expected_per_outcome() {
+        assert_eq!(expected_key("PHR_IMAGE_STREAM"), ("PHR_IMAGE_STREAM".to_owned(), "success".to_owned()));
+        assert_eq!(expected_key("PHR_EXPORT_ARTIFACT:failed"), ("PHR_EXPORT_ARTIFACT".to_owned(), "failed".to_owned()));
+        let expected = BTreeMap::from([(expected_key("PHR_EXPORT_ARTIFACT:failed"), 1)]);
+        let before = round(&[(("PHR_EXPORT_ARTIFACT", "success"), 1)]);
+        let after = round(&[(("PHR_EXPORT_ARTIFACT", "success"), 1), (("PHR_EXPORT_ARTIFACT", "failed"), 1)]);
+        let counts = phase_counts("F4", &expected, &before, &after);
+        let failed = counts.iter().find(|c| c.outcome.as_deref() == Some("failed")).expect("failed row");
+        assert_eq!((failed.delta, failed.expected, failed.finding()), (Some(1), 1, None));
+        assert!(counts.iter().all(|c| c.finding().is_none()), "{counts:?}");
+    }
+
+    #[test]
+    fn a_round_that_did_not_complete_counts_nothing() {
+        let expected = BTreeMap::from([(expected_key("PHR_IMAGE_STREAM"), 1)]);
+        let failed = Round { complete: false, errors: vec!["refused".to_owned()], ..Round::default() };
+        let counts = phase_counts("D", &expected, &failed, &failed);
+        assert_eq!(counts.len(), 1);
+        assert_eq!((counts[0].before, counts[0].delta), (None, None));
+        assert!(counts[0].finding().is_some());
+    }
 }

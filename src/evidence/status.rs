@@ -38,10 +38,15 @@ pub struct RunStatus {
     pub finished_at: DateTime<Utc>,
     /// Every probe was Ready.
     pub all_ready: bool,
-    /// Every expected audit action appeared as often as expected (true when no audit database is configured).
+    /// The audit trail was collected and every count is exactly as expected. False when nothing was
+    /// collected (see [`RunStatus::audit_state`] for why): never read it as "audit OK" without the state.
     pub audit_ok: bool,
-    /// Whether an audit database was queried at all.
+    /// Whether an audit database is configured for the target (it may still have failed).
     pub audit_checked: bool,
+    /// Collected, not configured, or failed with the reason. Absent in runs written before it existed;
+    /// read it through [`RunStatus::audit_state`], which derives it for those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_state: Option<AuditState>,
     /// Phases in order, with their time windows.
     pub phases: Vec<PhaseStatus>,
     /// Preflight checks run before the first phase (identity, certificates, CA, TCP/TLS, audit DB, readyz).
@@ -64,9 +69,29 @@ pub struct RunStatus {
 }
 
 impl RunStatus {
-    /// Exit-code view: everything as expected.
+    /// Exit-code view: every probe Ready, and the audit trail either not configured or collected with
+    /// every count exactly as expected. A failed pull is a problem, never "0 rows".
     pub fn is_ok(&self) -> bool {
-        self.all_ready && self.audit_ok
+        let audit_fine = match self.audit_state() {
+            AuditState::NotConfigured => true,
+            AuditState::Collected => self.audit_findings().next().is_none(),
+            AuditState::Failed { .. } => false,
+        };
+        self.all_ready && audit_fine
+    }
+
+    /// Whether the audit trail was collected; derived from the counts and errors for runs written before
+    /// the state was recorded.
+    pub fn audit_state(&self) -> AuditState {
+        if let Some(state) = &self.audit_state {
+            return state.clone();
+        }
+        AuditState::derive(self.audit_checked, &self.audit_errors, &self.audit)
+    }
+
+    /// Every count that is not exactly what the template expects, in phase order.
+    pub fn audit_findings(&self) -> impl Iterator<Item = (&AuditCount, AuditFinding)> {
+        self.audit.iter().filter_map(|c| c.finding().map(|f| (c, f)))
     }
 
     /// Probes of one phase, in template order.
@@ -103,15 +128,132 @@ pub struct AuditCount {
     pub after: Option<u64>,
     /// after - before, when both are known.
     pub delta: Option<i64>,
-    /// How many successful rows the phase's probes should have produced.
+    /// How many rows of this action and outcome the phase's probes should have produced: one per
+    /// request for each action a probe declares (`ACTION` for a success row, `ACTION:failed` for a failed
+    /// one), so a polled probe expects one per attempt.
     pub expected: u64,
 }
 
 impl AuditCount {
+    /// Whether this row counts successes (`success`, or a query that does not group by outcome).
+    pub fn counts_success(&self) -> bool {
+        self.outcome.as_deref().is_none_or(|o| o == "success")
+    }
+
     /// The phase expected rows here and did not get (at least) that many.
     pub fn is_missing(&self) -> bool {
-        let counts_success = self.outcome.as_deref().is_none_or(|o| o == "success");
-        self.expected > 0 && counts_success && self.delta.is_none_or(|d| d < self.expected as i64)
+        matches!(self.finding(), Some(AuditFinding::Missing { .. } | AuditFinding::NotCounted))
+    }
+
+    /// Rows the template did not expect: rows beyond the expected count of this action and outcome (so
+    /// any `failed` row a probe does not declare). Unknown deltas count as none; they are
+    /// [`AuditFinding::NotCounted`].
+    pub fn unexpected_rows(&self) -> u64 {
+        (self.delta.unwrap_or(0).max(0) as u64).saturating_sub(self.expected)
+    }
+
+    /// How this count differs from what the template expects, exactly; `None` when it matches.
+    pub fn finding(&self) -> Option<AuditFinding> {
+        let expected = self.expected;
+        let Some(delta) = self.delta else {
+            return (expected > 0).then_some(AuditFinding::NotCounted);
+        };
+        match delta.cmp(&(expected as i64)) {
+            std::cmp::Ordering::Equal => None,
+            std::cmp::Ordering::Less => Some(AuditFinding::Missing { delta, expected }),
+            std::cmp::Ordering::Greater if expected == 0 && !self.counts_success() => {
+                Some(AuditFinding::Unexpected { delta })
+            }
+            std::cmp::Ordering::Greater => Some(AuditFinding::Extra { delta, expected }),
+        }
+    }
+}
+
+/// How an audit count differs from the template's expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditFinding {
+    /// Fewer successful rows than the probes should have written.
+    Missing {
+        /// Rows added.
+        delta: i64,
+        /// Rows expected.
+        expected: u64,
+    },
+    /// More successful rows than the probes should have written.
+    Extra {
+        /// Rows added.
+        delta: i64,
+        /// Rows expected.
+        expected: u64,
+    },
+    /// Rows of an outcome the template does not expect at all (e.g. `failed`).
+    Unexpected {
+        /// Rows added.
+        delta: i64,
+    },
+    /// Rows were expected but the query failed, so nothing was counted.
+    NotCounted,
+}
+
+impl AuditFinding {
+    /// The finding as a sentence for the Markdown (Japanese, as the logs are written).
+    pub fn describe_ja(&self) -> String {
+        match self {
+            AuditFinding::Missing { delta, expected } => format!("期待 {expected} 行に対し {delta} 行（不足）"),
+            AuditFinding::Extra { delta, expected } => format!("期待 {expected} 行に対し {delta} 行（過剰）"),
+            AuditFinding::Unexpected { delta } => format!("期待していない行が {delta} 行"),
+            AuditFinding::NotCounted => "照会に失敗し件数を確認できていない".to_owned(),
+        }
+    }
+}
+
+/// Whether a run's audit trail was collected. Three values, so that nothing reads "OK" or "採取" for an
+/// audit database that was never configured or never answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AuditState {
+    /// Every query ran before and after its phase.
+    Collected,
+    /// The target has no `[audit]` section: nothing was checked.
+    NotConfigured,
+    /// The database could not be reached or a query failed.
+    Failed {
+        /// What went wrong (redacted), the errors joined.
+        reason: String,
+    },
+}
+
+impl AuditState {
+    /// The state from what a run recorded.
+    pub fn derive(configured: bool, errors: &[String], counts: &[AuditCount]) -> AuditState {
+        if !configured {
+            AuditState::NotConfigured
+        } else if !errors.is_empty() {
+            AuditState::Failed { reason: errors.join("; ") }
+        } else if counts.iter().any(|c| c.before.is_none() || c.after.is_none()) {
+            AuditState::Failed { reason: "a query returned no count".to_owned() }
+        } else {
+            AuditState::Collected
+        }
+    }
+
+    /// `collected` / `not_configured` / `failed`, as status.json writes it.
+    pub fn key(&self) -> &'static str {
+        match self {
+            AuditState::Collected => "collected",
+            AuditState::NotConfigured => "not_configured",
+            AuditState::Failed { .. } => "failed",
+        }
+    }
+
+    /// The word the logs use: 採取済み / 未採取 / 採取失敗.
+    pub fn label_ja(&self) -> &'static str {
+        match self {
+            AuditState::Collected => "採取済み",
+            AuditState::NotConfigured => "未採取",
+            AuditState::Failed { .. } => "採取失敗",
+        }
     }
 }
 
@@ -122,6 +264,12 @@ pub struct AuditCounts {
     pub schema_version: u32,
     /// The RUN_ID.
     pub run_id: String,
+    /// Collected, not configured, or failed with the reason: an empty `counts` means nothing only with it.
+    #[serde(flatten)]
+    pub state: AuditState,
+    /// Connection and query errors, as in `status.json`.
+    #[serde(default)]
+    pub errors: Vec<String>,
     /// Every count.
     pub counts: Vec<AuditCount>,
 }
@@ -168,6 +316,7 @@ pub fn sample_status() -> RunStatus {
         all_ready: false,
         audit_ok: false,
         audit_checked: true,
+        audit_state: Some(AuditState::Collected),
         preflight: Vec::new(),
         phases: vec![PhaseStatus { id: "C".to_owned(), name: "Layer ID".to_owned(), started_at: at, finished_at: at }],
         serverinfo: Some(probe("serverinfo", true, Outcome::Http, Some(200))),
@@ -187,5 +336,85 @@ pub fn sample_status() -> RunStatus {
             expected: 2,
         }],
         audit_errors: vec!["sample error".to_owned()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(outcome: Option<&str>, delta: Option<i64>, expected: u64) -> AuditCount {
+        AuditCount {
+            phase: "E".to_owned(),
+            action: "PHR_EXPORT_STATUS".to_owned(),
+            outcome: outcome.map(str::to_owned),
+            before: delta.map(|_| 0),
+            after: delta.map(|d| d.max(0) as u64),
+            delta,
+            expected,
+        }
+    }
+
+    #[test]
+    fn an_extra_row_is_a_finding_as_much_as_a_missing_one() {
+        assert_eq!(count(Some("success"), Some(1), 1).finding(), None);
+        assert_eq!(count(Some("success"), Some(2), 1).finding(), Some(AuditFinding::Extra { delta: 2, expected: 1 }));
+        assert_eq!(count(Some("success"), Some(0), 1).finding(), Some(AuditFinding::Missing { delta: 0, expected: 1 }));
+        assert_eq!(count(Some("success"), Some(2), 1).unexpected_rows(), 1);
+    }
+
+    #[test]
+    fn a_failed_row_nobody_declared_is_unexpected_and_a_declared_one_is_not() {
+        assert_eq!(count(Some("failed"), Some(1), 0).finding(), Some(AuditFinding::Unexpected { delta: 1 }));
+        assert_eq!(count(Some("failed"), Some(1), 0).unexpected_rows(), 1);
+        assert_eq!(count(Some("failed"), Some(1), 1).finding(), None);
+        assert_eq!(count(Some("failed"), Some(0), 0).finding(), None);
+    }
+
+    #[test]
+    fn an_expected_row_that_was_not_counted_is_a_finding() {
+        assert_eq!(count(None, None, 1).finding(), Some(AuditFinding::NotCounted));
+        assert_eq!(count(None, None, 0).finding(), None);
+    }
+
+    #[test]
+    fn audit_state_is_three_valued_and_a_failed_pull_is_never_ok() {
+        let mut status = sample_status();
+        status.all_ready = true;
+        status.audit = vec![count(Some("success"), Some(1), 1)];
+        status.audit_errors.clear();
+        status.audit_state = None;
+        assert_eq!(status.audit_state(), AuditState::Collected);
+        assert!(status.is_ok());
+
+        status.audit_checked = false;
+        status.audit.clear();
+        assert_eq!(status.audit_state(), AuditState::NotConfigured);
+        assert_eq!(status.audit_state().label_ja(), "未採取");
+        assert!(status.is_ok(), "not configured is shown, not failed");
+
+        status.audit_checked = true;
+        status.audit_errors = vec!["connection refused".to_owned()];
+        assert_eq!(status.audit_state(), AuditState::Failed { reason: "connection refused".to_owned() });
+        assert!(!status.is_ok(), "a pull that failed is a problem, never 0 rows");
+
+        status.audit_errors.clear();
+        status.audit = vec![count(Some("success"), Some(2), 1)];
+        assert!(!status.is_ok(), "an extra row is a finding");
+    }
+
+    #[test]
+    fn counts_json_carries_the_state_next_to_the_counts() {
+        let counts = AuditCounts {
+            schema_version: STATUS_SCHEMA_VERSION,
+            run_id: "R".to_owned(),
+            state: AuditState::Failed { reason: "refused".to_owned() },
+            errors: vec!["refused".to_owned()],
+            counts: Vec::new(),
+        };
+        let json = serde_json::to_value(&counts).expect("serialise");
+        assert_eq!(json["state"], "failed");
+        assert_eq!(json["reason"], "refused");
+        assert_eq!(json["counts"], serde_json::json!([]));
     }
 }

@@ -28,6 +28,10 @@ pub struct Poll {
     pub attempts: u32,
     /// Pause between two attempts.
     pub interval: Duration,
+    /// Audit actions (of the probe's `audit` list) that every attempt writes, so the run expects one row
+    /// per attempt; the probe's other actions are expected once (e.g. a signed URL issued only when the
+    /// job is done).
+    pub audit_each_attempt: Vec<String>,
 }
 
 impl Poll {
@@ -87,7 +91,13 @@ mod tests {
     use serde_json::json;
 
     fn poll() -> Poll {
-        Poll { pointer: "/state".to_owned(), equals: json!("SUCCEEDED"), attempts: 3, interval: DEFAULT_INTERVAL }
+        Poll {
+            pointer: "/state".to_owned(),
+            equals: json!("SUCCEEDED"),
+            attempts: 3,
+            interval: DEFAULT_INTERVAL,
+            audit_each_attempt: Vec::new(),
+        }
     }
 
     #[test]

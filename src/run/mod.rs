@@ -25,7 +25,7 @@ use crate::audit::counting::{self, PhaseQueries, Round, SqlEvidence};
 use crate::evidence::CheckResult;
 use crate::evidence::ProbeRecord;
 use crate::evidence::TOOL_VERSION;
-use crate::evidence::status::{AuditCount, AuditCounts, PhaseStatus, RunStatus, STATUS_SCHEMA_VERSION};
+use crate::evidence::status::{AuditCount, AuditCounts, AuditState, PhaseStatus, RunStatus, STATUS_SCHEMA_VERSION};
 use crate::evidence::{EventLog, EvidenceError, EvidenceLayout, RunFolder};
 use crate::plan::target::Target;
 use crate::plan::{Plan, PlannedPhase};
@@ -133,7 +133,8 @@ pub async fn execute(
     for (name, text) in audit.sql.files() {
         folder.write(&EvidenceLayout::audit_sql(name), redactor.text(text).as_bytes())?;
     }
-    let audit_ok = audit.errors.is_empty() && !audit.counts.iter().any(AuditCount::is_missing);
+    let audit_state = AuditState::derive(plan.target.audit_db_url.is_some(), &audit.errors, &audit.counts);
+    let audit_ok = audit_state == AuditState::Collected && audit.counts.iter().all(|c| c.finding().is_none());
     let status = RunStatus {
         schema_version: STATUS_SCHEMA_VERSION,
         tool_version: TOOL_VERSION.to_owned(),
@@ -148,6 +149,7 @@ pub async fn execute(
         all_ready: probes.iter().all(|p| p.ready) && serverinfo.as_ref().is_none_or(|s| s.ready),
         audit_ok,
         audit_checked: plan.target.audit_db_url.is_some(),
+        audit_state: Some(audit_state),
         phases,
         preflight,
         serverinfo,
@@ -218,12 +220,24 @@ impl AuditSession {
         Ok(counting::run_round(self.db.as_ref(), &queries, since, when, &mut self.sql, log).await?)
     }
 
-    /// Keeps the phase's counts and the rounds' errors.
-    fn settle(&mut self, phase: &PlannedPhase, before: &Round, after: &Round, redactor: &Redactor) {
+    /// Keeps the phase's counts and the rounds' errors. Each probe is expected to write one row of each
+    /// action it declares; a polled probe one per attempt of those its poll names in `audit_each_attempt`.
+    fn settle(
+        &mut self,
+        phase: &PlannedPhase,
+        records: &[ProbeRecord],
+        (before, after): (&Round, &Round),
+        redactor: &Redactor,
+    ) {
         if self.db.is_some() && !phase.audit_queries.is_empty() {
-            let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-            for action in phase.probes.iter().flat_map(|p| p.audit_expected.iter()) {
-                *expected.entry(action.clone()).or_default() += 1;
+            let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
+            for record in records {
+                let poll = phase.flows.get(&record.id).and_then(|flow| flow.poll.as_ref());
+                for declared in &record.audit_expected {
+                    let each_attempt = poll.is_some_and(|p| p.audit_each_attempt.contains(declared));
+                    let rows = if each_attempt { record.attempts.unwrap_or(1) } else { 1 };
+                    *expected.entry(counting::expected_key(declared)).or_default() += u64::from(rows);
+                }
             }
             self.counts.extend(counting::phase_counts(&phase.id, &expected, before, after));
         }
@@ -264,7 +278,7 @@ async fn run_phases(
         }
         captured.merge(taken);
         let after = audit.round(phase, phase_started, "after", log).await?;
-        audit.settle(phase, &before, &after, sending.redactor);
+        audit.settle(phase, &finished, (&before, &after), sending.redactor);
         phases.push(PhaseStatus {
             id: phase.id.clone(),
             name: phase.name.clone(),
@@ -291,6 +305,8 @@ fn write_documents(
     let counts = AuditCounts {
         schema_version: STATUS_SCHEMA_VERSION,
         run_id: status.run_id.clone(),
+        state: status.audit_state(),
+        errors: status.audit_errors.clone(),
         counts: status.audit.clone(),
     };
     write_json(folder, redactor, EvidenceLayout::AUDIT_COUNTS, &counts)?;

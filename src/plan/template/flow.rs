@@ -83,9 +83,16 @@ impl Validator<'_, '_> {
     }
 
     /// Validates `poll = { pointer = "/state", equals = "SUCCEEDED", attempts = 40, interval_ms = 250 }`.
-    pub(super) fn poll(&mut self, raw: &RawPoll, key: &str) -> Option<Poll> {
+    pub(super) fn poll(&mut self, raw: &RawPoll, key: &str, audit: &[String]) -> Option<Poll> {
         let key = format!("{key}.poll");
         let mut ok = true;
+        for action in &raw.audit_each_attempt {
+            if !audit.contains(action.get_ref()) {
+                let message = format!("`{}` is not in the probe's `audit` list", action.get_ref());
+                self.diag.at(Some(action.span()), format!("{key}.audit_each_attempt"), message);
+                ok = false;
+            }
+        }
         if !raw.pointer.get_ref().starts_with('/') {
             self.diag.at(Some(raw.pointer.span()), format!("{key}.pointer"), "a JSON pointer starting with `/`");
             ok = false;
@@ -119,6 +126,7 @@ impl Validator<'_, '_> {
             interval: interval_ms
                 .and_then(|ms| u64::try_from(ms).ok())
                 .map_or(poll::DEFAULT_INTERVAL, Duration::from_millis),
+            audit_each_attempt: raw.audit_each_attempt.iter().map(|a| a.get_ref().clone()).collect(),
         })
     }
 }

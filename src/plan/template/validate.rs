@@ -109,6 +109,8 @@ pub(super) struct RawPoll {
     pub(super) equals: Spanned<toml::Value>,
     pub(super) attempts: Option<Spanned<i64>>,
     pub(super) interval_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(super) audit_each_attempt: Vec<Spanned<String>>,
 }
 
 pub(super) struct Validator<'a, 'd> {
@@ -315,7 +317,7 @@ impl Validator<'_, '_> {
         let body_checks = raw.checks.iter().filter_map(|check| self.check(check, &format!("{key}.checks"))).collect();
         let audit_expected = self.audit_actions(&raw.audit, key);
         let captures = self.captures(&raw.capture, key);
-        let poll = raw.poll.as_ref().and_then(|p| self.poll(p, key));
+        let poll = raw.poll.as_ref().and_then(|p| self.poll(p, key, &audit_expected));
         let timeout = raw.timeout_seconds.map_or(default_timeout, |t| Duration::from_secs(*t.get_ref()));
         if timeout.is_zero() {
             self.diag.at(None, format!("{key}.timeout_seconds"), "a timeout must be at least 1 second");
@@ -407,13 +409,15 @@ impl Validator<'_, '_> {
         actions
             .iter()
             .map(|action| {
-                if action.get_ref().is_empty()
-                    || !action.get_ref().chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                let (name, outcome) = action.get_ref().split_once(':').unwrap_or((action.get_ref(), "success"));
+                if name.is_empty()
+                    || !name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    || !["success", "failed"].contains(&outcome)
                 {
                     self.diag.at(
                         Some(action.span()),
                         format!("{key}.audit"),
-                        "audit actions look like PHR_IMAGE_STREAM",
+                        "audit actions look like PHR_IMAGE_STREAM, or PHR_EXPORT_ARTIFACT:failed for a failed row",
                     );
                 }
                 action.get_ref().clone()
