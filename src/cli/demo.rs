@@ -18,7 +18,7 @@ use phr_server::config::LayerKeyArgs;
 use crate::cli::args::{DemoArgs, GlobalArgs};
 use crate::cli::error::{CliError, Verdict};
 use crate::cli::output::{emit, print_outcome};
-use crate::evidence::{self, RunFolder};
+use crate::evidence::{self, EvidenceLayout, RunFolder};
 use crate::plan::Plan;
 use crate::plan::target::Targets;
 use crate::plan::template::Template;
@@ -247,7 +247,10 @@ fn targets_toml(server: &DemoServer) -> String {
 
 async fn run_demo(global: &GlobalArgs, args: &DemoArgs, environment: &DemoEnvironment) -> Result<Verdict, CliError> {
     let target = Targets::load(&environment.targets_file)?.resolve(DEMO_TARGET)?;
-    let template = Template::load(&template_dir(global, &args.template, &environment.scratch)?)?;
+    let mut template = Template::load(&template_dir(global, &args.template, &environment.scratch)?)?;
+    // Demo runs live apart: their own suite and label, never in the real RUN_ID sequence or history.
+    template.suite = EvidenceLayout::DEMO_SUITE.to_owned();
+    template.label = format!("{}{}", template.label, EvidenceLayout::DEMO_LABEL_SUFFIX);
     let prepared = run::prepare(&target)?;
     let reports = Reports::load(global.templates_dir.as_deref())?;
     let (run_id, _) = evidence::reserve_next(

@@ -97,6 +97,8 @@ pub fn load_verified(artifacts: &Path, run_id: &str) -> Result<LoadedRun, RunInd
 }
 
 /// Every sealed run folder (with a `status.json`) under `artifacts/<suite>/`, unverified and unsorted.
+/// Demo runs (`artifacts/demo/`) are not listed: history, weekly and `diff --latest` show real runs only;
+/// a demo run is still found by its RUN_ID.
 pub fn finished_run_dirs(artifacts: &Path) -> Result<Vec<PathBuf>, RunIndexError> {
     let mut out = Vec::new();
     let suites = match std::fs::read_dir(artifacts) {
@@ -106,6 +108,9 @@ pub fn finished_run_dirs(artifacts: &Path) -> Result<Vec<PathBuf>, RunIndexError
     };
     for suite in suites {
         let suite = suite.map_err(|source| EvidenceError::Io { path: artifacts.to_owned(), source })?.path();
+        if suite.file_name().is_some_and(|name| name == EvidenceLayout::DEMO_SUITE) {
+            continue;
+        }
         let Ok(runs) = std::fs::read_dir(&suite) else { continue };
         for run in runs.flatten() {
             let dir = run.path();

@@ -56,6 +56,12 @@ impl EvidenceLayout {
     /// In a probe's dump folder: the response body (`.gz` appended when compressed).
     pub const RESPONSE_BODY: &'static str = "response.body";
 
+    /// The suite folder of `connrun demo` runs (`artifacts/demo/`), kept apart from every real suite so a
+    /// demo never takes a real RUN_ID's label sequence nor shows up in history, weekly or `diff --latest`.
+    pub const DEMO_SUITE: &'static str = "demo";
+    /// Appended to a template's label for demo RUN_IDs (`20251119TorcaPHRSeqDemoZ1`).
+    pub const DEMO_LABEL_SUFFIX: &'static str = "Demo";
+
     /// `httpdump/<probe>`: one probe's dump folder (the id already file-safe).
     pub fn probe_dump(probe: &str) -> String {
         format!("{}/{probe}", Self::HTTPDUMP_DIR)

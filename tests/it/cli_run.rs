@@ -68,6 +68,17 @@ fn demo_runs_phr_seq_against_the_real_server_and_seals_valid_evidence() {
     assert_eq!(har["log"]["entries"].as_array().map(Vec::len), Some(4));
     let verify = connrun(artifacts.path(), &["verify", &run_id]);
     assert_eq!(verify.status.code(), Some(0), "{}", String::from_utf8_lossy(&verify.stdout));
+
+    // Demo runs live apart: their own suite and label, so the first real run is still Z1 and the real
+    // history does not list the demo.
+    assert_eq!(dir.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()), Some("demo"), "{}", dir.display());
+    assert!(run_id.ends_with("DemoZ1"), "{run_id}");
+    let new = connrun(artifacts.path(), &["new", "phr-seq"]);
+    let real = String::from_utf8_lossy(&new.stdout).trim().to_owned();
+    assert!(real.ends_with("Z1") && !real.contains("Demo"), "the first real run after a demo: {real}");
+    let history = connrun(artifacts.path(), &["--json", "history"]);
+    let listed = String::from_utf8_lossy(&history.stdout);
+    assert!(!listed.contains(&run_id), "the demo run is in the real history: {listed}");
 }
 
 #[test]
