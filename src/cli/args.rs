@@ -72,6 +72,13 @@ pub enum Command {
         after_help = "Examples:\n  connrun demo\n  connrun demo --database-url postgres://postgres@127.0.0.1:5432/phr_demo"
     )]
     Demo(DemoArgs),
+    /// Make the PKI and settings for a real phr-server and connrun: CA, server certificate, client .p12,
+    /// Layer ID key, targets.toml and phr-server.env that work together.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  connrun pki init pki\n  connrun pki init /etc/phr --host phr.example.jp --host 10.0.0.5 --listen 0.0.0.0:8443"
+    )]
+    Pki(PkiCommand),
     /// Compare two runs (status, outcome, audit deltas, latency, certificates); exit 1 on a regression.
     #[command(
         after_help = "Examples:\n  connrun diff 20251112TorcaPHRSeqZ1 20251119TorcaPHRSeqZ1\n  connrun diff --latest --template phr-seq\n  connrun --json diff A B --latency-min-ms 500"
@@ -151,6 +158,40 @@ pub struct PreflightArgs {
     /// Target name in the targets file.
     #[arg(long)]
     pub target: String,
+}
+
+/// `connrun pki …`.
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create the folder with a CA, a server certificate, a client .p12 (its generated password in a file
+    /// with mode 0600), the Layer ID key, targets.toml (target `local`) and phr-server.env.
+    Init(PkiInitArgs),
+}
+
+/// `connrun pki init`.
+#[derive(Debug, Args)]
+pub struct PkiInitArgs {
+    /// The folder to create; it must not exist yet or be empty, so nothing is ever overwritten.
+    pub dir: PathBuf,
+    /// DNS names and IP addresses the server certificate is valid for (repeat the flag).
+    #[arg(long = "host", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+    pub hosts: Vec<String>,
+    /// Where phr-server listens (PHR_LISTEN); the target's base URL uses this port.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: std::net::SocketAddr,
+    /// phr-server's plain-HTTP ops listener (PHR_OPS_LISTEN), checked by preflight's readyz.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub ops_listen: std::net::SocketAddr,
+    /// The Basic user as `facility:user` (phr-server seeds F001:ops … F003:viewer).
+    #[arg(long, default_value = "F001:ops")]
+    pub user: String,
+    /// phr-server's database (PHR_DATABASE_URL), also the target's audit database. Default: a SQLite file
+    /// in the folder.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Validity of the server and client certificates, in days (1 to 825).
+    #[arg(long, default_value_t = 397, value_parser = clap::value_parser!(u32).range(1..=825))]
+    pub days: u32,
 }
 
 /// `connrun demo`.

@@ -9,10 +9,10 @@ use std::path::Path;
 use chrono::Utc;
 use serde_json::json;
 
-use crate::cli::args::{Cli, Command, GlobalArgs, NewArgs, RunArgs, TemplatesCommand};
+use crate::cli::args::{Cli, Command, GlobalArgs, NewArgs, PkiCommand, RunArgs, TemplatesCommand};
 use crate::cli::error::{CliError, Verdict};
 use crate::cli::output::{emit, load_target, load_template, print_outcome};
-use crate::cli::{demo, routine};
+use crate::cli::{demo, pki, routine};
 use crate::evidence::runid::RunId;
 use crate::evidence::{self, RunFolder, RunLocation};
 use crate::plan::Plan;
@@ -34,6 +34,7 @@ pub fn dispatch(cli: Cli) -> Result<Verdict, CliError> {
         Command::Templates(TemplatesCommand::Check) => templates_check(global),
         Command::Preflight(args) => runtime()?.block_on(preflight(global, &args.target)),
         Command::Demo(args) => runtime()?.block_on(demo::demo(global, &args)),
+        Command::Pki(PkiCommand::Init(args)) => pki::init(global, &args),
         Command::Diff(args) => routine::diff(global, &args),
         Command::Parity(args) => runtime()?.block_on(routine::parity(global, &args)),
         Command::History(args) => routine::history(global, &args),

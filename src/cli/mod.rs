@@ -10,6 +10,7 @@ pub mod commands;
 pub mod demo;
 pub mod error;
 pub mod output;
+pub mod pki;
 pub mod routine;
 
 pub use args::{Cli, GlobalArgs};

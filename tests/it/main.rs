@@ -18,6 +18,7 @@ mod logs_append;
 mod logs_reports;
 mod parity_servers;
 mod phase_f_full;
+mod pki_real_server;
 mod probe_preflight;
 mod probe_tls;
 mod report_demo_snapshot;

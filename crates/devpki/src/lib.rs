@@ -74,6 +74,20 @@ impl LeafSpec {
         }
     }
 
+    /// A server certificate for the given DNS names and IP addresses (the first is the common name), valid
+    /// from yesterday for `days` days.
+    pub fn server(names: &[&str], days: u32) -> Self {
+        let mut spec = Self::valid_now(names.first().copied().unwrap_or("localhost"), Usage::Server, names);
+        spec.not_after = spec.not_before + Duration::from_secs((u64::from(days) + 1) * 86_400);
+        spec
+    }
+
+    /// The same certificate, valid from yesterday for `days` days.
+    pub fn valid_for_days(mut self, days: u32) -> Self {
+        self.not_after = self.not_before + Duration::from_secs((u64::from(days) + 1) * 86_400);
+        self
+    }
+
     /// The same certificate, but its validity ended yesterday.
     pub fn expired(mut self) -> Self {
         let now = OffsetDateTime::now_utc();
