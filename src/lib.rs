@@ -17,6 +17,7 @@ pub mod audit;
 pub mod cli;
 pub mod compare;
 pub mod evidence;
+pub mod notify;
 pub mod plan;
 pub mod probe;
 pub mod redact;

@@ -79,6 +79,18 @@ pub enum Command {
         after_help = "Examples:\n  connrun pki init pki\n  connrun pki init /etc/phr --host phr.example.jp --host 10.0.0.5 --listen 0.0.0.0:8443"
     )]
     Pki(PkiCommand),
+    /// The weekly routine in one command: preflight, run, diff against the previous run, report daily
+    /// --append (with --log), archive, notice (the target's [notify]); one exit code, one summary.
+    #[command(
+        after_help = "Examples:\n  connrun weekly --target orca-stage\n  connrun weekly --target orca-stage --template phr-full --log docs/logs/2025-11-connectivity.md"
+    )]
+    Weekly(WeeklyArgs),
+    /// Print a systemd unit and timer, or a crontab line, that runs `connrun weekly` on the team's
+    /// schedule (Asia/Tokyo), with absolute paths.
+    #[command(
+        after_help = "Examples:\n  connrun schedule --systemd --target orca-stage > /etc/systemd/system/connrun-weekly.service\n  connrun schedule --cron --target orca-stage --at 'Mon 09:00'"
+    )]
+    Schedule(ScheduleArgs),
     /// Compare two runs (status, outcome, audit deltas, latency, certificates); exit 1 on a regression.
     #[command(
         after_help = "Examples:\n  connrun diff 20251112TorcaPHRSeqZ1 20251119TorcaPHRSeqZ1\n  connrun diff --latest --template phr-seq\n  connrun --json diff A B --latency-min-ms 500"
@@ -192,6 +204,50 @@ pub struct PkiInitArgs {
     /// Validity of the server and client certificates, in days (1 to 825).
     #[arg(long, default_value_t = 397, value_parser = clap::value_parser!(u32).range(1..=825))]
     pub days: u32,
+}
+
+/// `connrun weekly`.
+#[derive(Debug, Args)]
+pub struct WeeklyArgs {
+    /// The target to probe.
+    #[arg(long)]
+    pub target: String,
+    /// The run template.
+    #[arg(long, default_value = "phr-seq")]
+    pub template: String,
+    /// Append the daily entry to this Markdown log (after its `<!-- connrun:daily -->` marker).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Probes of one phase that may run at the same time.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: u16,
+    /// First pause before re-sending a notice that failed (doubles each time; 4 attempts in all).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub notify_retry_ms: u64,
+}
+
+/// `connrun schedule`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["systemd", "cron"])))]
+pub struct ScheduleArgs {
+    /// Print a systemd service and timer.
+    #[arg(long)]
+    pub systemd: bool,
+    /// Print a crontab entry.
+    #[arg(long)]
+    pub cron: bool,
+    /// The target `connrun weekly` probes.
+    #[arg(long)]
+    pub target: String,
+    /// The run template.
+    #[arg(long, default_value = "phr-seq")]
+    pub template: String,
+    /// When, in Asia/Tokyo time: a weekday and a time (the team's weekly is Monday 09:00 JST).
+    #[arg(long, default_value = "Mon 09:00")]
+    pub at: String,
+    /// The daily log to append to (passed to `weekly --log`).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
 }
 
 /// `connrun demo`.

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::cli::args::{Cli, Command, GlobalArgs, NewArgs, PkiCommand, RunArgs, TemplatesCommand};
 use crate::cli::error::{CliError, Verdict};
 use crate::cli::output::{emit, load_target, load_template, print_outcome};
-use crate::cli::{demo, pki, routine};
+use crate::cli::{demo, pki, routine, schedule, weekly};
 use crate::evidence::runid::RunId;
 use crate::evidence::{self, RunFolder, RunLocation};
 use crate::plan::Plan;
@@ -35,6 +35,8 @@ pub fn dispatch(cli: Cli) -> Result<Verdict, CliError> {
         Command::Preflight(args) => runtime()?.block_on(preflight(global, &args.target)),
         Command::Demo(args) => runtime()?.block_on(demo::demo(global, &args)),
         Command::Pki(PkiCommand::Init(args)) => pki::init(global, &args),
+        Command::Weekly(args) => weekly::weekly(global, &args),
+        Command::Schedule(args) => schedule::print(global, &args),
         Command::Diff(args) => routine::diff(global, &args),
         Command::Parity(args) => runtime()?.block_on(routine::parity(global, &args)),
         Command::History(args) => routine::history(global, &args),

@@ -12,6 +12,8 @@ pub mod error;
 pub mod output;
 pub mod pki;
 pub mod routine;
+pub mod schedule;
+pub mod weekly;
 
 pub use args::{Cli, GlobalArgs};
 pub use commands::dispatch;

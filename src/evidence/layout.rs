@@ -62,6 +62,12 @@ impl EvidenceLayout {
     /// Appended to a template's label for demo RUN_IDs (`20251119TorcaPHRSeqDemoZ1`).
     pub const DEMO_LABEL_SUFFIX: &'static str = "Demo";
 
+    /// `weekly/<RUN_ID>.json`, beside the sealed run in its suite folder: what `connrun weekly` did around
+    /// the run (each step's exit code, the notice), written after the run was sealed.
+    pub fn weekly_record(run_id: &str) -> String {
+        format!("weekly/{run_id}.json")
+    }
+
     /// `httpdump/<probe>`: one probe's dump folder (the id already file-safe).
     pub fn probe_dump(probe: &str) -> String {
         format!("{}/{probe}", Self::HTTPDUMP_DIR)

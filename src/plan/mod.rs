@@ -10,6 +10,7 @@
 //! comparisons.
 
 pub mod diag;
+pub mod notify;
 pub mod target;
 pub mod template;
 

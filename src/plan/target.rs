@@ -37,6 +37,7 @@ struct RawTarget {
     identity: Option<Spanned<RawIdentity>>,
     basic: Option<Spanned<RawBasic>>,
     audit: Option<Spanned<RawAudit>>,
+    notify: Option<Spanned<crate::plan::notify::RawNotify>>,
     #[serde(default)]
     headers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
@@ -162,6 +163,8 @@ pub struct TargetSpec {
     pub basic: Option<(String, SecretRef)>,
     /// Audit database URL source.
     pub audit: Option<AuditUrl>,
+    /// Where `connrun weekly` sends its notice, and when.
+    pub notify: Option<crate::plan::notify::NotifySpec>,
     /// Headers added to every probe.
     pub headers: Vec<(String, String)>,
     /// Overrides of template variables (checked against the template by the plan), with their line.
@@ -415,6 +418,11 @@ impl Checker<'_, '_> {
             Some((basic.user.get_ref().clone(), password))
         });
         let audit = raw.audit.as_ref().and_then(|spanned| self.audit(spanned));
+        let notify = raw.notify.as_ref().and_then(|spanned| {
+            crate::plan::notify::check(spanned, self.base)
+                .map_err(|(span, key, message)| self.problem(span, key, &message))
+                .ok()
+        });
         let mut headers = Vec::new();
         for (header, value) in &raw.headers {
             if http::HeaderName::from_bytes(header.as_bytes()).is_err() || header.eq_ignore_ascii_case("authorization")
@@ -439,6 +447,7 @@ impl Checker<'_, '_> {
             identity,
             basic,
             audit,
+            notify,
             headers,
             variables,
         }

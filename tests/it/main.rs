@@ -29,3 +29,4 @@ mod runid_allocation;
 mod template_check;
 mod template_plan;
 mod template_targets;
+mod weekly_routine;
