@@ -11,6 +11,7 @@
 
 pub mod diag;
 pub mod notify;
+pub mod secret;
 pub mod target;
 pub mod template;
 

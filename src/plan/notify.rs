@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::plan::target::SecretRef;
+use crate::plan::secret::SecretRef;
 
 /// `[targets.<name>.notify]` as written.
 #[derive(Debug, Deserialize)]

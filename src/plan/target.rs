@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::plan::diag::{Collector, Problems};
+pub use crate::plan::secret::SecretRef;
 use crate::probe::BasicCredentials;
 use crate::probe::identity::{ClientIdentitySource, TrustSource};
 
@@ -83,35 +84,6 @@ struct RawAudit {
     url: Option<Spanned<String>>,
     url_env: Option<Spanned<String>>,
     url_file: Option<Spanned<String>>,
-}
-
-/// Where a secret comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    /// An environment variable's name.
-    Env(String),
-    /// A file whose contents (trailing newline trimmed) are the secret.
-    File(PathBuf),
-}
-
-impl SecretRef {
-    /// Reads the secret; the error names the variable or file, never the value.
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            SecretRef::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
-        }
-    }
-
-    /// How the secret is referenced, for run.toml (`env:NAME` or `file:PATH`).
-    pub fn describe(&self) -> String {
-        match self {
-            SecretRef::Env(name) => format!("env:{name}"),
-            SecretRef::File(path) => format!("file:{}", path.display()),
-        }
-    }
 }
 
 /// The client identity as configured (secret not yet read).

@@ -181,3 +181,107 @@ fn ring_is_not_in_the_dependency_tree() {
     assert!(output.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.trim().is_empty(), "ring is in the dependency tree:\n{stdout}");
 }
+
+/// Module path (`probe::capture`) of every file under `src`, `lib.rs` and `main.rs` left out.
+fn modules(src: &Path) -> BTreeMap<String, PathBuf> {
+    let mut modules = BTreeMap::new();
+    for file in rust_files(src) {
+        let relative = file.strip_prefix(src).expect("under src").with_extension("");
+        let mut parts: Vec<String> =
+            relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        if parts.last().is_some_and(|p| p == "mod") {
+            parts.pop();
+        }
+        if parts == ["lib"] || parts == ["main"] {
+            continue;
+        }
+        modules.insert(parts.join("::"), file);
+    }
+    modules
+}
+
+/// Every module a file names (`crate::a::b::{c, d}`, `super::x`), resolved to the longest module path that
+/// exists; a file's own ancestors are not counted (a child naming its parent's items is not a circle).
+fn file_edges(modules: &BTreeMap<String, PathBuf>) -> BTreeMap<String, BTreeSet<String>> {
+    let resolve = |path: &str| {
+        let parts: Vec<&str> = path.split("::").collect();
+        (1..=parts.len()).rev().map(|n| parts[..n].join("::")).find(|candidate| modules.contains_key(candidate))
+    };
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, file) in modules {
+        let text = code(file);
+        // `super::` is the parent module, for `a/b.rs` and `a/b/mod.rs` alike.
+        let parent = module.rsplit_once("::").map_or("", |(p, _)| p);
+        let mut named = Vec::new();
+        for (prefix, base) in [("crate::", String::new()), ("super::", parent.to_owned())] {
+            for (index, _) in text.match_indices(prefix) {
+                if text[..index].chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let rest = &text[index + prefix.len()..];
+                let path: String =
+                    rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':').collect();
+                let path = path.trim_end_matches(':');
+                let full = if base.is_empty() { path.to_owned() } else { format!("{base}::{path}") };
+                named.push(full.clone());
+                // `crate::a::{b, c::d}` names a::b and a::c too.
+                if rest[path.len()..].starts_with("::{") {
+                    let group: String = rest[path.len() + 3..].chars().take_while(|c| *c != '}').collect();
+                    named.extend(
+                        group.split(',').map(|item| format!("{full}::{}", item.trim().split(' ').next().unwrap_or(""))),
+                    );
+                }
+            }
+        }
+        let targets =
+            named.iter().filter_map(|n| resolve(n)).filter(|t| t != module && !module.starts_with(&format!("{t}::")));
+        edges.entry(module.clone()).or_default().extend(targets);
+    }
+    edges
+}
+
+/// The first circle in `edges`, if any, as the path around it.
+fn first_circle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut circle = path[at..].to_vec();
+            circle.push(node.to_owned());
+            return Some(circle);
+        }
+        if !done.insert(node.to_owned()) {
+            return None;
+        }
+        path.push(node.to_owned());
+        let found = edges.get(node).into_iter().flatten().find_map(|next| visit(next, edges, path, done));
+        path.pop();
+        found
+    }
+    let mut done = BTreeSet::new();
+    edges.keys().find_map(|node| visit(node, edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_file_imports_itself_through_a_circle_in_either_crate() {
+    for src in [root().join("src"), root().join("server/src")] {
+        let edges = file_edges(&modules(&src));
+        assert!(edges.len() > 20, "{}: the module map came out empty", src.display());
+        if let Some(circle) = first_circle(&edges) {
+            panic!("import circle in {}: {}", src.display(), circle.join(" → "));
+        }
+    }
+}
+
+#[test]
+fn the_file_circle_check_finds_a_planted_circle() {
+    let edges = BTreeMap::from([
+        ("a".to_owned(), BTreeSet::from(["b".to_owned()])),
+        ("b".to_owned(), BTreeSet::from(["c".to_owned()])),
+        ("c".to_owned(), BTreeSet::from(["a".to_owned()])),
+    ]);
+    assert_eq!(first_circle(&edges), Some(vec!["a", "b", "c", "a"].into_iter().map(str::to_owned).collect()));
+}

@@ -1,0 +1,36 @@
+//! Where a secret comes from: the name of an environment variable or of a file, never the value.
+//!
+//! Targets name their passwords, the audit database URL and the notice webhook this way, so the targets
+//! file can be shared and committed without a secret in it; the value is read only when the run needs it,
+//! and a failure names the variable or file, never the value. A leaf of `plan/`.
+
+use std::path::PathBuf;
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// An environment variable's name.
+    Env(String),
+    /// A file whose contents (trailing newline trimmed) are the secret.
+    File(PathBuf),
+}
+
+impl SecretRef {
+    /// Reads the secret; the error names the variable or file, never the value.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretRef::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
+        }
+    }
+
+    /// How the secret is referenced, for run.toml (`env:NAME` or `file:PATH`).
+    pub fn describe(&self) -> String {
+        match self {
+            SecretRef::Env(name) => format!("env:{name}"),
+            SecretRef::File(path) => format!("file:{}", path.display()),
+        }
+    }
+}
