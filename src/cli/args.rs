@@ -195,7 +195,8 @@ pub struct DiffArgs {
     /// ...and by more than this many milliseconds.
     #[arg(long, default_value_t = DiffOptions::default().latency_min_ms)]
     pub latency_min_ms: f64,
-    /// A server certificate with fewer days left is a regression.
+    /// A server certificate that newly has fewer days left than this is a regression (one that had fewer
+    /// already in the earlier run is not: diff judges change).
     #[arg(long, default_value_t = DiffOptions::default().cert_min_days)]
     pub cert_min_days: i64,
 }

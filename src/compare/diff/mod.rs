@@ -2,9 +2,11 @@
 //!
 //! The weekly routine is "compare with last week and say what moved" (PHR-06 went from 405 to 200, the audit
 //! query went from 0 rows to 3). This module does that from two `status.json` files only, probe by probe
-//! (matched by id) and phase by phase: HTTP status and readiness, failure kind, latency per request phase,
-//! audit deltas, the server certificate, probes and phases added or removed. It is pure: loading (and the
-//! manifest check that must come first) lives in [`crate::compare::runindex`], rendering in [`crate::report::views`].
+//! (matched by id) and phase by phase: HTTP status and readiness, failure kind, latency per request phase
+//! ([`probes`]), audit state and counts ([`audit`]), the server certificate ([`certs`]), probes and phases
+//! added or removed. It judges change, not state: a value that did not move is never a regression, however
+//! bad it is (that is the run's own finding). It is pure: loading (and the manifest check that must come
+//! first) lives in [`crate::compare::runindex`], rendering in [`crate::report::views`].
 
 mod audit;
 mod certs;
@@ -17,6 +19,7 @@ use serde::Serialize;
 
 use crate::evidence::status::RunStatus;
 
+pub use audit::AuditSides;
 pub use probes::latency_moved;
 use probes::{compare_probe, probes_by_id, timing_fields};
 
@@ -48,11 +51,11 @@ impl ChangeClass {
 pub struct Change {
     /// Good, bad or neutral.
     pub class: ChangeClass,
-    /// Phase id the change belongs to; None for run-wide facts (certificate, audit errors).
+    /// Phase id the change belongs to; None for run-wide facts (certificate, audit state).
     pub phase: Option<String>,
     /// What changed: a probe id (`PHR-07`), an audit action (`PHR_IMAGE_STREAM`) or `certificate`.
     pub subject: String,
-    /// Which aspect: `status`, `latency.ttfb_ms`, `audit.delta`, `certificate.fingerprint`, `probe`, ...
+    /// Which aspect: `status`, `latency.ttfb_ms`, `audit.delta`, `audit.state`, `certificate.fingerprint`, `probe`, ...
     pub aspect: String,
     /// The value in the first run (`-` when absent).
     pub before: String,
@@ -70,7 +73,7 @@ pub struct DiffOptions {
     /// ...and also this many milliseconds. One sample per probe per run cannot show the network's noise, so
     /// both bars must be cleared: small absolute jitter and big relative jumps of tiny numbers never flag.
     pub latency_min_ms: f64,
-    /// A server certificate with fewer days left than this is a regression.
+    /// A server certificate that newly has fewer days left than this is a regression.
     pub cert_min_days: i64,
 }
 
@@ -121,6 +124,8 @@ pub struct RunDiff {
     pub after: RunRef,
     /// Thresholds used.
     pub options: DiffOptions,
+    /// Both runs' audit state: a run without an audit database shows 未採取 rather than a silent "no change".
+    pub audit: AuditSides,
     /// Every change, in phase order, run-wide facts last.
     pub changes: Vec<Change>,
     /// Count of regressions.
@@ -152,6 +157,7 @@ impl RunDiff {
             before: RunRef::new(before.0, before.1),
             after: RunRef::new(after.0, after.1),
             options,
+            audit: AuditSides::of(before.0, after.0),
             regressions: count(ChangeClass::Regression),
             improvements: count(ChangeClass::Improvement),
             neutral: count(ChangeClass::Neutral),
@@ -238,6 +244,7 @@ pub fn compare(a: &RunStatus, b: &RunStatus, options: &DiffOptions, noise: &Nois
     for id in in_phase(None) {
         compare_probe(None, id, a_probes.get(id).copied(), b_probes.get(id).copied(), (options, noise), &mut changes);
     }
+    let audit_compared = AuditSides::of(a, b).compared;
     for phase in &phase_order {
         match (a_phases.contains(phase.as_str()), b_phases.contains(phase.as_str())) {
             (true, false) => changes.push(Change {
@@ -256,9 +263,11 @@ pub fn compare(a: &RunStatus, b: &RunStatus, options: &DiffOptions, noise: &Nois
             let (pa, pb) = (a_probes.get(id).copied(), b_probes.get(id).copied());
             compare_probe(Some(phase), id, pa, pb, (options, noise), &mut changes);
         }
-        audit::compare_audit(phase, &a.audit, &b.audit, &mut changes);
+        if audit_compared {
+            audit::compare_audit(phase, &a.audit, &b.audit, &mut changes);
+        }
     }
-    audit::compare_audit_errors(a, b, &mut changes);
+    audit::compare_state(a, b, &mut changes);
     certs::compare_certificates(a, b, options, &mut changes);
     changes
 }
@@ -266,24 +275,6 @@ pub fn compare(a: &RunStatus, b: &RunStatus, options: &DiffOptions, noise: &Nois
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::CertFacts;
-
-    fn with_leaf(mut status: RunStatus, sha: &str, days_left: i64) -> RunStatus {
-        let at = DateTime::<Utc>::UNIX_EPOCH;
-        let leaf = CertFacts {
-            subject: "CN=localhost".to_owned(),
-            issuer: "CN=ca".to_owned(),
-            serial: "01".to_owned(),
-            not_before: at,
-            not_after: at,
-            sha256: sha.to_owned(),
-            days_left,
-        };
-        for probe in &mut status.probes {
-            probe.server_chain = vec![leaf.clone()];
-        }
-        status
-    }
 
     #[test]
     fn latency_needs_both_the_relative_and_the_absolute_bar() {
@@ -313,18 +304,6 @@ mod tests {
     fn a_run_compared_with_itself_has_no_changes() {
         let status = crate::evidence::status::sample_status();
         assert!(compare(&status, &status, &DiffOptions::default(), &NoiseFloor::default()).is_empty());
-    }
-
-    #[test]
-    fn a_new_certificate_is_neutral_and_one_about_to_expire_is_a_regression() {
-        let before = with_leaf(crate::evidence::status::sample_status(), "AA", 300);
-        let after = with_leaf(crate::evidence::status::sample_status(), "BB", 10);
-        let changes = compare(&before, &after, &DiffOptions::default(), &NoiseFloor::default());
-        let classes: Vec<(&str, ChangeClass)> = changes.iter().map(|c| (c.aspect.as_str(), c.class)).collect();
-        assert_eq!(
-            classes,
-            vec![("certificate.fingerprint", ChangeClass::Neutral), ("certificate.expiry", ChangeClass::Regression)]
-        );
     }
 
     #[test]
