@@ -74,7 +74,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Compare two runs (status, outcome, audit deltas, latency, certificates); exit 1 on a regression.
     #[command(
-        after_help = "Examples:\n  connrun diff 20251112TorcaPHRSeqZ1 20251119TorcaPHRSeqZ1\n  connrun diff --latest --template phr-seq\n  connrun --json diff A B --latency-min-ms 500"
+        after_help = "Examples:\n  connrun diff 20251112TorcaPHRSeqZ1 20251119TorcaPHRSeqZ1\n  connrun diff --latest --template phr-seq\n  connrun --json diff A B --latency-min-ms 500\n  connrun diff 20251119TorcaPHRSeqZ1 20251119TorcaPHRFullZ1 --allow-mismatch\n\nRuns of different templates or targets are refused (exit 2) unless --allow-mismatch is given."
     )]
     Diff(DiffArgs),
     /// Run a template against two targets side by side and compare status, headers and JSON bodies.
@@ -199,6 +199,10 @@ pub struct DiffArgs {
     /// already in the earlier run is not: diff judges change).
     #[arg(long, default_value_t = DiffOptions::default().cert_min_days)]
     pub cert_min_days: i64,
+    /// Compare runs of different templates or different targets anyway (refused by default, exit 2), e.g.
+    /// `connrun diff 20251119TorcaPHRSeqZ1 20251119TorcaPHRFullZ1 --allow-mismatch`.
+    #[arg(long)]
+    pub allow_mismatch: bool,
 }
 
 /// `connrun parity`.

@@ -39,6 +39,9 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> Result<Verdict, CliError> {
         (Some(a), Some(b)) if !args.latest => (load(global, a)?, load(global, b)?),
         _ => runindex::latest_pair(&global.artifacts, args.template.as_deref())?,
     };
+    if !args.allow_mismatch {
+        crate::compare::diff::comparable(&before.status, &after.status).map_err(CliError::Usage)?;
+    }
     let options = DiffOptions {
         latency_ratio: args.latency_ratio,
         latency_min_ms: args.latency_min_ms,

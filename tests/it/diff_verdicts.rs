@@ -1,6 +1,7 @@
 //! `connrun diff` judges change, not state, over real runs against phr-server: an unchanged certificate is
 //! no regression however near its end, a new one is reported, an extra audit row is a regression (never an
-//! improvement), a pull that newly fails is one regression, and a run without audit shows 未採取.
+//! improvement), a pull that newly fails is one regression, a run without audit shows 未採取, and runs of
+//! different templates are refused unless the operator asks.
 
 use std::path::{Path, PathBuf};
 
@@ -186,4 +187,32 @@ async fn a_pull_that_newly_fails_is_one_regression_and_no_audit_database_reads_a
     let md = String::from_utf8_lossy(&both_unconfigured.stdout);
     assert_eq!(both_unconfigured.status.code(), Some(0), "{}", text(&both_unconfigured));
     assert!(md.contains("- 監査: 未採取 → 未採取（"), "{md}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_of_different_templates_are_refused_unless_the_operator_asks() {
+    // Arrange: phr-seq, and the same probes under another template name.
+    let artifacts = tempfile::tempdir().expect("temp dir");
+    let variants = tempfile::tempdir().expect("temp dir");
+    let renamed = phr_seq_variant(variants.path(), &[("name = \"phr-seq\"", "name = \"phr-seq-copy\"")]);
+    let environment = DemoEnvironment::start(None).await.expect("demo server starts");
+    let seq = routine_support::run_against(&environment, artifacts.path(), &phr_seq()).await;
+    let copy = routine_support::run_against(&environment, artifacts.path(), &renamed).await;
+    environment.stop().await;
+    let (seq, copy) = (&seq.status.run_id, &copy.status.run_id);
+
+    // Act
+    let refused = connrun(artifacts.path(), &[&["diff", seq, copy], NO_LATENCY].concat());
+    let allowed = connrun(artifacts.path(), &[&["--json", "diff", seq, copy, "--allow-mismatch"], NO_LATENCY].concat());
+
+    // Assert: exit 2 with a sentence naming both templates and the way out.
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let message = text(&refused);
+    assert!(
+        message.contains("template phr-seq against target demo")
+            && message.contains("template phr-seq-copy against target demo")
+            && message.contains("--allow-mismatch"),
+        "{message}"
+    );
+    assert_eq!(allowed.status.code(), Some(0), "{}", text(&allowed));
 }

@@ -5,7 +5,8 @@
 //! (matched by id) and phase by phase: HTTP status and readiness, failure kind, latency per request phase
 //! ([`probes`]), audit state and counts ([`audit`]), the server certificate ([`certs`]), probes and phases
 //! added or removed. It judges change, not state: a value that did not move is never a regression, however
-//! bad it is (that is the run's own finding). It is pure: loading (and the manifest check that must come
+//! bad it is (that is the run's own finding). Only runs of the same template and target are compared unless
+//! the caller says otherwise ([`comparable`]). It is pure: loading (and the manifest check that must come
 //! first) lives in [`crate::compare::runindex`], rendering in [`crate::report::views`].
 
 mod audit;
@@ -170,6 +171,20 @@ impl RunDiff {
     pub fn has_regression(&self) -> bool {
         self.regressions > 0
     }
+}
+
+/// Whether two runs may be compared without the operator asking: only runs of the same template against the
+/// same target. Between templates every probe reads as added or removed, and between targets a difference is
+/// two servers differing, not a change of either. The error is the sentence to show.
+pub fn comparable(before: &RunStatus, after: &RunStatus) -> Result<(), String> {
+    if before.template == after.template && before.target == after.target {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is a run of template {} against target {}, but {} is a run of template {} against target {}; \
+         diff compares runs of the same template and target (add --allow-mismatch to compare them anyway)",
+        before.run_id, before.template, before.target, after.run_id, after.template, after.target
+    ))
 }
 
 /// How much each probe's timings moved between earlier runs of the same template and target: a latency
