@@ -3,7 +3,7 @@
 //! The weekly routine is "compare with last week and say what moved" (PHR-06 went from 405 to 200, the audit
 //! query went from 0 rows to 3). This module does that from two `status.json` files only, probe by probe
 //! (matched by id) and phase by phase: HTTP status and readiness, failure kind, latency per request phase
-//! ([`probes`]), audit state and counts ([`audit`]), the server certificate ([`certs`]), probes and phases
+//! (`probes.rs`), audit state and counts (`audit.rs`), the server certificate (`certs.rs`), probes and phases
 //! added or removed. It judges change, not state: a value that did not move is never a regression, however
 //! bad it is (that is the run's own finding). Only runs of the same template and target are compared unless
 //! the caller says otherwise ([`comparable`]). It is pure: loading (and the manifest check that must come
