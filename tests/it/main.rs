@@ -17,6 +17,7 @@ mod evidence_secrets;
 mod identity_pkcs12;
 mod logs_append;
 mod logs_reports;
+mod parity_routine;
 mod parity_servers;
 mod phase_f_full;
 mod probe_preflight;
