@@ -93,7 +93,7 @@ pub enum Command {
     Schedule(ScheduleArgs),
     /// Compare two runs (status, outcome, audit deltas, latency, certificates); exit 1 on a regression.
     #[command(
-        after_help = "Examples:\n  connrun diff 20251112TorcaPHRSeqZ1 20251119TorcaPHRSeqZ1\n  connrun diff --latest --template phr-seq\n  connrun --json diff A B --latency-min-ms 500"
+        after_help = "Examples:\n  connrun diff 20251112TorcaPHRSeqZ1 20251119TorcaPHRSeqZ1\n  connrun diff --latest --template phr-seq\n  connrun --json diff A B --latency-min-ms 500\n  connrun diff 20251119TorcaPHRSeqZ1 20251119TorcaPHRFullZ1 --allow-mismatch\n  connrun diff 20251119TorcaPHRSeqParityZ1/legacy 20251119TorcaPHRSeqParityZ1/modern --allow-mismatch\n\nRuns of different templates or targets are refused (exit 2) unless --allow-mismatch is given. A parity run is compared one side at a time, given as <RUN_ID>/<target>."
     )]
     Diff(DiffArgs),
     /// Run a template against two targets side by side and compare status, headers and JSON bodies.
@@ -274,10 +274,10 @@ fn parse_date(text: &str) -> Result<chrono::NaiveDate, String> {
 /// `connrun diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The earlier run (RUN_ID, or a sealed run folder).
+    /// The earlier run: a RUN_ID, `<RUN_ID>/<target>` for one side of a parity run, or a sealed run folder.
     #[arg(required_unless_present = "latest")]
     pub run_a: Option<String>,
-    /// The later run (RUN_ID, or a sealed run folder).
+    /// The later run, given the same ways.
     #[arg(required_unless_present = "latest")]
     pub run_b: Option<String>,
     /// Compare the newest run with the previous run of the same template and target.
@@ -292,9 +292,15 @@ pub struct DiffArgs {
     /// ...and by more than this many milliseconds.
     #[arg(long, default_value_t = DiffOptions::default().latency_min_ms)]
     pub latency_min_ms: f64,
-    /// A server certificate with fewer days left is a regression.
+    /// A server certificate that newly has fewer days left than this is a regression (one that had fewer
+    /// already in the earlier run is not: diff judges change).
     #[arg(long, default_value_t = DiffOptions::default().cert_min_days)]
     pub cert_min_days: i64,
+    /// Compare runs of different templates or different targets anyway (refused by default, exit 2), e.g.
+    /// the two sides of a parity run: `connrun diff 20251119TorcaPHRSeqParityZ1/legacy
+    /// 20251119TorcaPHRSeqParityZ1/modern --allow-mismatch`.
+    #[arg(long)]
+    pub allow_mismatch: bool,
 }
 
 /// `connrun parity`.
@@ -331,7 +337,7 @@ pub struct HistoryArgs {
 /// `connrun archive`.
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {
-    /// The RUN_ID of a finished run.
+    /// The RUN_ID of a finished run, ordinary or parity (a parity run is packed whole).
     pub run_id: String,
     /// Where to write the archive; default `<suite folder>/<RUN_ID>.tar.gz`.
     #[arg(long)]
@@ -358,7 +364,7 @@ pub enum ReportCommand {
     /// One self-contained HTML file: probes, timings waterfall, certificates, latency across runs.
     #[command(after_help = "Example:\n  connrun report html 20251119TorcaPHRSeqZ1 --output run.html")]
     Html {
-        /// The RUN_ID.
+        /// The RUN_ID (`<RUN_ID>/<target>` for one side of a parity run).
         run_id: String,
         /// Output file; default `<suite folder>/<RUN_ID>.html`.
         #[arg(long)]
@@ -369,7 +375,7 @@ pub enum ReportCommand {
         after_help = "Example:\n  connrun report daily 20251119TorcaPHRSeqZ1 --contact \"PHR 実装: @Codex (#server-modernized)\" --append docs/logs/daily.md"
     )]
     Daily {
-        /// The RUN_ID.
+        /// The RUN_ID (`<RUN_ID>/<target>` for one side of a parity run).
         run_id: String,
         /// Contact line for the 連絡先 block (repeatable).
         #[arg(long = "contact")]
@@ -396,7 +402,7 @@ pub enum ReportCommand {
         after_help = "Example:\n  connrun report status-row 20251119TorcaPHRSeqZ1 --who @Codex --append DOC_STATUS.md --under \"## W22\""
     )]
     StatusRow {
-        /// The RUN_ID.
+        /// The RUN_ID (`<RUN_ID>/<target>` for one side of a parity run).
         run_id: String,
         /// Who (default: $USER).
         #[arg(long)]

@@ -1,8 +1,11 @@
 //! The commands of the weekly routine around a run: `diff`, `parity`, `history`, `report html|daily|weekly|
 //! status-row`, `archive`, and `verify <ARCHIVE>`.
 //!
-//! Their clap arguments are in [`crate::cli::args`] with every other command's. Inputs are always sealed runs, re-hashed against their manifests first
-//! ([`crate::compare::runindex`]), so a report is never produced from evidence that changed after the run.
+//! Their clap arguments are in [`crate::cli::args`] with every other command's. Inputs are always sealed runs,
+//! re-hashed against their manifests first ([`crate::compare::runindex`]), so a report is never produced from
+//! evidence that changed after the run. Every kind of run the tool makes is accepted or refused with a
+//! sentence: `diff` and `report` take one side of a parity run as `<RUN_ID>/<target>`, `archive` packs a
+//! parity run whole.
 
 use std::path::Path;
 
@@ -21,7 +24,8 @@ fn views(global: &GlobalArgs) -> Result<Views, CliError> {
     Ok(Views::load(global.templates_dir.as_deref())?)
 }
 
-/// A run given as RUN_ID or as a sealed folder path, verified.
+/// A run given as RUN_ID, as `<RUN_ID>/<target>` (one side of a parity run) or as a sealed folder path,
+/// verified. A bare parity RUN_ID is refused with a sentence naming its sides.
 fn load(global: &GlobalArgs, run: &str) -> Result<LoadedRun, CliError> {
     let path = Path::new(run);
     if run.contains(['/', '\\']) && path.is_dir() {
@@ -39,6 +43,9 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> Result<Verdict, CliError> {
         (Some(a), Some(b)) if !args.latest => (load(global, a)?, load(global, b)?),
         _ => runindex::latest_pair(&global.artifacts, args.template.as_deref())?,
     };
+    if !args.allow_mismatch {
+        crate::compare::diff::comparable(&before.status, &after.status).map_err(CliError::Usage)?;
+    }
     let options = DiffOptions {
         latency_ratio: args.latency_ratio,
         latency_min_ms: args.latency_min_ms,
@@ -71,11 +78,11 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<Verdict, CliEr
     Ok(Verdict::Ok)
 }
 
-/// `connrun archive`.
+/// `connrun archive`: any sealed run, ordinary or parity (packed whole, both sides and the comparison).
 pub fn archive(global: &GlobalArgs, args: &ArchiveArgs) -> Result<Verdict, CliError> {
-    let run = runindex::load_verified(&global.artifacts, &args.run_id)?;
-    let output = args.output.clone().unwrap_or_else(|| crate::compare::archive::default_output(&run.dir));
-    let summary = crate::compare::archive::create(&run.dir, &output)?;
+    let dir = runindex::sealed_dir(&global.artifacts, &args.run_id)?;
+    let output = args.output.clone().unwrap_or_else(|| crate::compare::archive::default_output(&dir));
+    let summary = crate::compare::archive::create(&dir, &output)?;
     let text = format!("{} ({} files, {} bytes)\n", summary.archive.display(), summary.files, summary.bytes);
     emit(global, &serde_json::to_value(&summary).unwrap_or_default(), &text)?;
     Ok(Verdict::Ok)
@@ -186,12 +193,23 @@ fn report_html(global: &GlobalArgs, run_id: &str, output: Option<&Path>) -> Resu
     series.push(&run.status);
     let keep = series.len().saturating_sub(20);
     let html = crate::report::html::render(&views(global)?, &run.status, &series[keep..])?;
-    let output =
-        output.map_or_else(|| run.dir.with_file_name(format!("{}.html", run.status.run_id)), Path::to_path_buf);
+    let output = output.map_or_else(|| default_html(&run), Path::to_path_buf);
     std::fs::write(&output, html.as_bytes())
         .map_err(|source| crate::evidence::EvidenceError::Io { path: output.clone(), source })?;
     emit(global, &json!({ "html": output }), &format!("{}\n", output.display()))?;
     Ok(Verdict::Ok)
+}
+
+/// `<suite folder>/<RUN_ID>.html` next to the run; for a side of a parity run `<RUN_ID>-<target>.html` next to
+/// the parity run, because a file written inside its sealed folder would break the seal.
+fn default_html(run: &LoadedRun) -> std::path::PathBuf {
+    match &run.parity {
+        Some(parity) => {
+            let parity_id = parity.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            parity.with_file_name(format!("{parity_id}-{}.html", run.status.target))
+        }
+        None => run.dir.with_file_name(format!("{}.html", run.status.run_id)),
+    }
 }
 
 /// `connrun parity`.

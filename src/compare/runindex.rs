@@ -4,9 +4,16 @@
 //! ever reads evidence that was changed after it was sealed: [`load_verified`] re-hashes the run folder
 //! against `manifest.json` first and refuses a tampered run, naming the file. Only sealed folders (no leading
 //! dot, a manifest present) count as runs; reservations and crashed runs are skipped.
+//!
+//! The tool makes two kinds of sealed folder under one RUN_ID: an ordinary run (`status.json` at the top) and
+//! a parity run (`parity.json` at the top, one complete run per target inside, one seal over the whole).
+//! A command that needs one run takes a parity run's side as `<RUN_ID>/<target>` (verified through the
+//! parity run's seal) and refuses the bare parity RUN_ID with a sentence naming its sides; [`sealed_dir`]
+//! serves the commands that take any sealed folder whole (archive).
 
 use std::path::{Path, PathBuf};
 
+use crate::compare::parity::side_dir;
 use crate::evidence::runid::RunId;
 use crate::evidence::status::{RunStatus, STATUS_SCHEMA_VERSION};
 use crate::evidence::{self, EvidenceError, EvidenceLayout, MANIFEST_FILE, RunLocation};
@@ -51,15 +58,35 @@ pub enum RunIndexError {
     /// No run matches a `--latest` style query.
     #[error("{0}")]
     NoSuchRun(String),
+    /// A parity run was given where one run is needed.
+    #[error(
+        "{run_id} is a parity run of targets {}; give one side as {}",
+        targets.join(" and "),
+        targets.iter().map(|t| format!("{run_id}/{t}")).collect::<Vec<_>>().join(" or ")
+    )]
+    ParityRun {
+        /// The parity RUN_ID.
+        run_id: String,
+        /// Its sides' target names, reference first.
+        targets: Vec<String>,
+    },
+    /// `<RUN_ID>/<target>` that does not name a side of a parity run, or a side given where a whole run is needed.
+    #[error("{0}")]
+    NotASide(String),
 }
 
 /// A finished run: where it is and what it recorded.
 #[derive(Debug, Clone)]
 pub struct LoadedRun {
-    /// The sealed run folder.
+    /// The sealed run folder (for a side of a parity run, the side's folder inside it).
     pub dir: PathBuf,
-    /// Its `status.json`.
+    /// Its `status.json`. For a side of a parity run, `run_id` reads `<RUN_ID>/<target>`: the handle that names
+    /// the side in every command, and with `suite` the side's evidence path `artifacts/<suite>/<RUN_ID>/<target>/`
+    /// that reports link to.
     pub status: RunStatus,
+    /// For a side of a parity run, the parity run's folder, whose seal covers this run: nothing may be written
+    /// inside it. None for an ordinary run.
+    pub parity: Option<PathBuf>,
 }
 
 /// Reads a sealed folder's `status.json`, refusing other schema versions (checked before full parsing, so a
@@ -76,29 +103,111 @@ pub fn read_status(dir: &Path) -> Result<RunStatus, RunIndexError> {
     serde_json::from_value(raw).map_err(|e| RunIndexError::Corrupt { path, message: e.to_string() })
 }
 
-/// Verifies a sealed folder against its manifest, then reads its status.
-pub fn load_verified_dir(dir: &Path) -> Result<LoadedRun, RunIndexError> {
-    let report = evidence::verify_dir(dir)?;
-    if let Some(mismatch) = report.first_mismatch {
-        let run_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        return Err(RunIndexError::Tampered { run_id, dir: dir.to_owned(), mismatch });
-    }
-    Ok(LoadedRun { dir: dir.to_owned(), status: read_status(dir)? })
+fn folder_name(dir: &Path) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// Finds a sealed run by RUN_ID in any suite, verifies it and reads its status.
-pub fn load_verified(artifacts: &Path, run_id: &str) -> Result<LoadedRun, RunIndexError> {
-    let id: RunId = run_id.parse()?;
+/// The sides of a parity run folder (reference first), or None when `dir` is not one. Read before the seal
+/// is checked: the names only word a message or pick a folder that is then verified.
+pub fn parity_targets(dir: &Path) -> Option<Vec<String>> {
+    if dir.join(EvidenceLayout::STATUS).is_file() || !dir.join(EvidenceLayout::PARITY_JSON).is_file() {
+        return None;
+    }
+    let text = std::fs::read(dir.join(EvidenceLayout::PARITY_JSON)).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+    let from_json: Vec<String> =
+        ["left", "right"].iter().filter_map(|side| json[side]["target"].as_str().map(str::to_owned)).collect();
+    if from_json.len() == 2 {
+        return Some(from_json);
+    }
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join(EvidenceLayout::STATUS).is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    Some(found)
+}
+
+/// Re-hashes a sealed folder against its manifest; `run_id` names it in the error.
+fn check_seal(dir: &Path, run_id: String) -> Result<(), RunIndexError> {
+    match evidence::verify_dir(dir)?.first_mismatch {
+        Some(mismatch) => Err(RunIndexError::Tampered { run_id, dir: dir.to_owned(), mismatch }),
+        None => Ok(()),
+    }
+}
+
+/// Verifies a sealed folder against its manifest, then reads its status. A parity run folder is refused with a
+/// sentence naming its sides; a side's folder is verified through the parity run's seal.
+pub fn load_verified_dir(dir: &Path) -> Result<LoadedRun, RunIndexError> {
+    if let Some(targets) = parity_targets(dir) {
+        return Err(RunIndexError::ParityRun { run_id: folder_name(dir), targets });
+    }
+    match dir.parent().filter(|parent| parity_targets(parent).is_some()) {
+        Some(parity) => load_side(parity, &folder_name(parity), &folder_name(dir)),
+        None => {
+            check_seal(dir, folder_name(dir))?;
+            Ok(LoadedRun { dir: dir.to_owned(), status: read_status(dir)?, parity: None })
+        }
+    }
+}
+
+/// One side of a parity run, verified through the parity run's seal.
+fn load_side(parity: &Path, parity_id: &str, target: &str) -> Result<LoadedRun, RunIndexError> {
+    check_seal(parity, parity_id.to_owned())?;
+    let dir = side_dir(parity, target);
+    let mut status = read_status(&dir)?;
+    status.run_id = format!("{parity_id}/{target}");
+    Ok(LoadedRun { dir, status, parity: Some(parity.to_owned()) })
+}
+
+/// The sealed folder of a RUN_ID in any suite, whatever kind of run it holds (not verified).
+fn finished_dir(artifacts: &Path, id: RunId) -> Result<PathBuf, RunIndexError> {
     match evidence::locate(artifacts, &id)? {
-        Some(RunLocation::Finished(dir)) => load_verified_dir(&dir),
+        Some(RunLocation::Finished(dir)) => Ok(dir),
         Some(RunLocation::Partial(path)) => Err(EvidenceError::Unfinished { run_id: id, path }.into()),
         None => Err(EvidenceError::NotFound { run_id: id, artifacts: artifacts.to_owned() }.into()),
     }
 }
 
-/// Every sealed run folder (with a `status.json`) under `artifacts/<suite>/`, unverified and unsorted.
-/// Demo runs (`artifacts/demo/`) are not listed: history, weekly and `diff --latest` show real runs only;
-/// a demo run is still found by its RUN_ID.
+/// Finds a sealed run by RUN_ID in any suite, verifies it and reads its status. `<RUN_ID>/<target>` names one
+/// side of a parity run; a bare parity RUN_ID is refused with a sentence naming its sides.
+pub fn load_verified(artifacts: &Path, run_id: &str) -> Result<LoadedRun, RunIndexError> {
+    let Some((parity_id, target)) = run_id.split_once('/') else {
+        return load_verified_dir(&finished_dir(artifacts, run_id.parse()?)?);
+    };
+    let parity = finished_dir(artifacts, parity_id.parse()?)?;
+    let Some(targets) = parity_targets(&parity) else {
+        return Err(RunIndexError::NotASide(format!(
+            "{parity_id} is not a parity run, so `{run_id}` names nothing; give the RUN_ID {parity_id} alone"
+        )));
+    };
+    if !targets.iter().any(|t| t == target) {
+        return Err(RunIndexError::NotASide(format!(
+            "parity run {parity_id} has no side `{target}`; its sides are {}",
+            targets.iter().map(|t| format!("{parity_id}/{t}")).collect::<Vec<_>>().join(" and ")
+        )));
+    }
+    load_side(&parity, parity_id, target)
+}
+
+/// The sealed folder of a RUN_ID, ordinary or parity run, for commands that take a run whole (archive).
+/// `<RUN_ID>/<target>` is refused: a side is sealed only as part of its parity run.
+pub fn sealed_dir(artifacts: &Path, run_id: &str) -> Result<PathBuf, RunIndexError> {
+    if let Some((parity_id, _)) = run_id.split_once('/') {
+        return Err(RunIndexError::NotASide(format!(
+            "`{run_id}` is one side of a parity run, sealed only with the whole; give {parity_id}"
+        )));
+    }
+    finished_dir(artifacts, run_id.parse()?)
+}
+
+/// Every sealed run folder (with a `status.json`) under `artifacts/<suite>/`, unverified and unsorted. Parity
+/// runs are not listed: their sides are runs against two targets at once, not points of a target's history.
+/// Demo runs (`artifacts/demo/`) are not listed either: history, weekly and `diff --latest` show real runs
+/// only; a demo run is still found by its RUN_ID.
 pub fn finished_run_dirs(artifacts: &Path) -> Result<Vec<PathBuf>, RunIndexError> {
     let mut out = Vec::new();
     let suites = match std::fs::read_dir(artifacts) {
@@ -131,7 +240,7 @@ pub fn all_runs(artifacts: &Path) -> Result<(Vec<LoadedRun>, Vec<RunIndexError>)
     let mut skipped = Vec::new();
     for dir in finished_run_dirs(artifacts)? {
         match read_status(&dir) {
-            Ok(status) => runs.push(LoadedRun { dir, status }),
+            Ok(status) => runs.push(LoadedRun { dir, status, parity: None }),
             Err(error) => skipped.push(error),
         }
     }

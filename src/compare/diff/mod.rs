@@ -2,17 +2,27 @@
 //!
 //! The weekly routine is "compare with last week and say what moved" (PHR-06 went from 405 to 200, the audit
 //! query went from 0 rows to 3). This module does that from two `status.json` files only, probe by probe
-//! (matched by id) and phase by phase: HTTP status and readiness, failure kind, latency per request phase,
-//! audit deltas, the server certificate, probes and phases added or removed. It is pure: loading (and the
-//! manifest check that must come first) lives in [`crate::compare::runindex`], rendering in [`crate::report::views`].
+//! (matched by id) and phase by phase: HTTP status and readiness, failure kind, latency per request phase
+//! (`probes.rs`), audit state and counts (`audit.rs`), the server certificate (`certs.rs`), probes and phases
+//! added or removed. It judges change, not state: a value that did not move is never a regression, however
+//! bad it is (that is the run's own finding). Only runs of the same template and target are compared unless
+//! the caller says otherwise ([`comparable`]). It is pure: loading (and the manifest check that must come
+//! first) lives in [`crate::compare::runindex`], rendering in [`crate::report::views`].
+
+mod audit;
+mod certs;
+mod probes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::evidence::status::{AuditCount, RunStatus};
-use crate::evidence::{ProbeRecord, Timings};
+use crate::evidence::status::RunStatus;
+
+pub use audit::AuditSides;
+pub use probes::latency_moved;
+use probes::{compare_probe, probes_by_id, timing_fields};
 
 /// Whether a change is good, bad or just worth knowing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -42,11 +52,11 @@ impl ChangeClass {
 pub struct Change {
     /// Good, bad or neutral.
     pub class: ChangeClass,
-    /// Phase id the change belongs to; None for run-wide facts (certificate, audit errors).
+    /// Phase id the change belongs to; None for run-wide facts (certificate, audit state).
     pub phase: Option<String>,
     /// What changed: a probe id (`PHR-07`), an audit action (`PHR_IMAGE_STREAM`) or `certificate`.
     pub subject: String,
-    /// Which aspect: `status`, `latency.ttfb_ms`, `audit.delta`, `certificate.fingerprint`, `probe`, ...
+    /// Which aspect: `status`, `latency.ttfb_ms`, `audit.delta`, `audit.state`, `certificate.fingerprint`, `probe`, ...
     pub aspect: String,
     /// The value in the first run (`-` when absent).
     pub before: String,
@@ -64,7 +74,7 @@ pub struct DiffOptions {
     /// ...and also this many milliseconds. One sample per probe per run cannot show the network's noise, so
     /// both bars must be cleared: small absolute jitter and big relative jumps of tiny numbers never flag.
     pub latency_min_ms: f64,
-    /// A server certificate with fewer days left than this is a regression.
+    /// A server certificate that newly has fewer days left than this is a regression.
     pub cert_min_days: i64,
 }
 
@@ -115,6 +125,8 @@ pub struct RunDiff {
     pub after: RunRef,
     /// Thresholds used.
     pub options: DiffOptions,
+    /// Both runs' audit state: a run without an audit database shows 未採取 rather than a silent "no change".
+    pub audit: AuditSides,
     /// Every change, in phase order, run-wide facts last.
     pub changes: Vec<Change>,
     /// Count of regressions.
@@ -146,6 +158,7 @@ impl RunDiff {
             before: RunRef::new(before.0, before.1),
             after: RunRef::new(after.0, after.1),
             options,
+            audit: AuditSides::of(before.0, after.0),
             regressions: count(ChangeClass::Regression),
             improvements: count(ChangeClass::Improvement),
             neutral: count(ChangeClass::Neutral),
@@ -158,6 +171,20 @@ impl RunDiff {
     pub fn has_regression(&self) -> bool {
         self.regressions > 0
     }
+}
+
+/// Whether two runs may be compared without the operator asking: only runs of the same template against the
+/// same target. Between templates every probe reads as added or removed, and between targets a difference is
+/// two servers differing, not a change of either. The error is the sentence to show.
+pub fn comparable(before: &RunStatus, after: &RunStatus) -> Result<(), String> {
+    if before.template == after.template && before.target == after.target {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is a run of template {} against target {}, but {} is a run of template {} against target {}; \
+         diff compares runs of the same template and target (add --allow-mismatch to compare them anyway)",
+        before.run_id, before.template, before.target, after.run_id, after.template, after.target
+    ))
 }
 
 /// How much each probe's timings moved between earlier runs of the same template and target: a latency
@@ -232,6 +259,7 @@ pub fn compare(a: &RunStatus, b: &RunStatus, options: &DiffOptions, noise: &Nois
     for id in in_phase(None) {
         compare_probe(None, id, a_probes.get(id).copied(), b_probes.get(id).copied(), (options, noise), &mut changes);
     }
+    let audit_compared = AuditSides::of(a, b).compared;
     for phase in &phase_order {
         match (a_phases.contains(phase.as_str()), b_phases.contains(phase.as_str())) {
             (true, false) => changes.push(Change {
@@ -250,256 +278,18 @@ pub fn compare(a: &RunStatus, b: &RunStatus, options: &DiffOptions, noise: &Nois
             let (pa, pb) = (a_probes.get(id).copied(), b_probes.get(id).copied());
             compare_probe(Some(phase), id, pa, pb, (options, noise), &mut changes);
         }
-        compare_audit(phase, &a.audit, &b.audit, &mut changes);
+        if audit_compared {
+            audit::compare_audit(phase, &a.audit, &b.audit, &mut changes);
+        }
     }
-    compare_audit_errors(a, b, &mut changes);
-    compare_certificates(a, b, options, &mut changes);
+    audit::compare_state(a, b, &mut changes);
+    certs::compare_certificates(a, b, options, &mut changes);
     changes
-}
-
-fn probes_by_id(s: &RunStatus) -> BTreeMap<&str, &ProbeRecord> {
-    s.serverinfo.iter().chain(&s.probes).map(|p| (p.id.as_str(), p)).collect()
-}
-
-/// `HTTP 200 Ready`, `HTTP 404 Not Ready`, `000 tls_failure Not Ready`.
-fn describe_result(p: &ProbeRecord) -> String {
-    let http = p.http_status.map_or_else(|| format!("000 {}", p.outcome.kind()), |s| format!("HTTP {s}"));
-    format!("{http} {}", if p.ready { "Ready" } else { "Not Ready" })
-}
-
-fn compare_probe(
-    phase: Option<&str>,
-    id: &str,
-    a: Option<&ProbeRecord>,
-    b: Option<&ProbeRecord>,
-    (options, noise): (&DiffOptions, &NoiseFloor),
-    out: &mut Vec<Change>,
-) {
-    let (a, b) = match (a, b) {
-        (Some(a), Some(b)) => (a, b),
-        (Some(a), None) => {
-            out.push(Change {
-                before: describe_result(a),
-                note: "probe no longer in the run".to_owned(),
-                ..change(ChangeClass::Neutral, phase, id, "probe")
-            });
-            return;
-        }
-        (None, Some(b)) => {
-            out.push(Change {
-                after: describe_result(b),
-                note: "probe new in this run".to_owned(),
-                ..change(ChangeClass::Neutral, phase, id, "probe")
-            });
-            return;
-        }
-        (None, None) => return,
-    };
-    let (before, after) = (describe_result(a), describe_result(b));
-    let class = match (a.ready, b.ready) {
-        (true, false) => Some(ChangeClass::Regression),
-        (false, true) => Some(ChangeClass::Improvement),
-        _ if a.http_status != b.http_status || a.outcome.kind() != b.outcome.kind() => Some(ChangeClass::Neutral),
-        _ => None,
-    };
-    if let Some(class) = class {
-        let mut reasons: Vec<String> = Vec::new();
-        if !b.ready {
-            reasons.push(b.outcome.describe());
-            reasons.extend(b.check_failures.iter().cloned());
-        }
-        reasons.retain(|r| !r.is_empty());
-        if let Some(status) = b.http_status.filter(|_| !b.ready && reasons.is_empty()) {
-            reasons.push(format!("HTTP {status} is not a Ready status"));
-        }
-        out.push(Change { before, after, note: reasons.join("; "), ..change(class, phase, id, "status") });
-    }
-    if a.http_status.is_some() && b.http_status.is_some() {
-        compare_latency(phase, id, (&a.timings, &b.timings), (options, noise), out);
-    }
-}
-
-fn timing_fields(t: &Timings) -> [(&'static str, f64); 5] {
-    [
-        ("dns_ms", t.dns_ms),
-        ("connect_ms", t.connect_ms),
-        ("tls_ms", t.tls_ms),
-        ("ttfb_ms", t.ttfb_ms),
-        ("total_ms", t.total_ms),
-    ]
-}
-
-/// True when the move from `before` to `after` clears both the relative and the absolute bar.
-pub fn latency_moved(before: f64, after: f64, options: &DiffOptions) -> bool {
-    let delta = (after - before).abs();
-    delta > options.latency_min_ms && delta > options.latency_ratio * before.min(after).max(0.0)
-}
-
-fn compare_latency(
-    phase: Option<&str>,
-    id: &str,
-    (a, b): (&Timings, &Timings),
-    (options, noise): (&DiffOptions, &NoiseFloor),
-    out: &mut Vec<Change>,
-) {
-    for ((name, before), (_, after)) in timing_fields(a).into_iter().zip(timing_fields(b)) {
-        if !latency_moved(before, after, options) || (after - before).abs() <= noise.of(id, name) {
-            continue;
-        }
-        let class = if after > before { ChangeClass::Regression } else { ChangeClass::Improvement };
-        let percent =
-            if before > 0.0 { format!(" ({:+.0}%)", (after - before) / before * 100.0) } else { String::new() };
-        out.push(Change {
-            before: format!("{before:.1} ms"),
-            after: format!("{after:.1} ms"),
-            note: format!("{:+.1} ms{percent}", after - before),
-            ..change(class, phase, id, &format!("latency.{name}"))
-        });
-    }
-}
-
-/// An audit outcome counted as a success (more is better) rather than a failure (more is worse).
-fn success_like(count: &AuditCount) -> bool {
-    let failed_action = ["_FAILED", "_THROTTLED", "_DENIED", "_REJECTED"].iter().any(|s| count.action.ends_with(s));
-    !failed_action && count.outcome.as_deref().is_none_or(|o| o == "success")
-}
-
-fn audit_label(count: &AuditCount) -> String {
-    match &count.outcome {
-        Some(outcome) => format!("{} ({outcome})", count.action),
-        None => count.action.clone(),
-    }
-}
-
-fn delta_text(count: Option<&AuditCount>) -> String {
-    match count {
-        None => "-".to_owned(),
-        Some(c) => match c.delta {
-            Some(d) => format!("delta {d} (expected {})", c.expected),
-            None => format!("query failed (expected {})", c.expected),
-        },
-    }
-}
-
-fn compare_audit(phase: &str, a: &[AuditCount], b: &[AuditCount], out: &mut Vec<Change>) {
-    let key = |c: &AuditCount| (c.action.clone(), c.outcome.clone());
-    let of = |counts: &[AuditCount]| -> BTreeMap<(String, Option<String>), AuditCount> {
-        counts.iter().filter(|c| c.phase == phase).map(|c| (key(c), c.clone())).collect()
-    };
-    let (a, b) = (of(a), of(b));
-    let keys: BTreeSet<&(String, Option<String>)> = a.keys().chain(b.keys()).collect();
-    for k in keys {
-        let (ca, cb) = (a.get(k), b.get(k));
-        let sample = ca.or(cb);
-        let Some(sample) = sample else { continue };
-        let good_up = success_like(sample);
-        let value = |c: Option<&AuditCount>| c.and_then(|c| c.delta);
-        let (va, vb) = (value(ca), value(cb));
-        let (class, note) = match (ca, cb) {
-            (Some(_), None) if va.unwrap_or(0) != 0 || sample.expected > 0 => {
-                let class = if good_up { ChangeClass::Regression } else { ChangeClass::Improvement };
-                (class, "audit action no longer recorded".to_owned())
-            }
-            (None, Some(_)) if vb.unwrap_or(0) != 0 => {
-                let class = if good_up { ChangeClass::Improvement } else { ChangeClass::Regression };
-                (class, "audit action new in this run".to_owned())
-            }
-            (Some(_), Some(_)) if va != vb => match (va, vb) {
-                (Some(_), None) => (ChangeClass::Regression, "audit query failed".to_owned()),
-                (None, Some(_)) => (ChangeClass::Improvement, "audit query works again".to_owned()),
-                (Some(x), Some(y)) => {
-                    let up = y > x;
-                    let class = if up == good_up { ChangeClass::Improvement } else { ChangeClass::Regression };
-                    (class, format!("{:+} rows", y - x))
-                }
-                (None, None) => continue,
-            },
-            _ => continue,
-        };
-        out.push(Change {
-            before: delta_text(ca),
-            after: delta_text(cb),
-            note,
-            ..change(class, Some(phase), &audit_label(sample), "audit.delta")
-        });
-    }
-}
-
-fn compare_audit_errors(a: &RunStatus, b: &RunStatus, out: &mut Vec<Change>) {
-    let (ea, eb) = (a.audit_errors.len(), b.audit_errors.len());
-    if (ea == 0) == (eb == 0) {
-        return;
-    }
-    let class = if eb > 0 { ChangeClass::Regression } else { ChangeClass::Improvement };
-    out.push(Change {
-        before: format!("{ea} errors"),
-        after: format!("{eb} errors"),
-        note: b.audit_errors.first().cloned().unwrap_or_default(),
-        ..change(class, None, "audit", "audit.errors")
-    });
-}
-
-/// The distinct leaf certificates a run saw: (sha256, subject, days_left).
-fn leaves(s: &RunStatus) -> Vec<(String, String, i64)> {
-    let mut out: Vec<(String, String, i64)> = Vec::new();
-    for leaf in s.serverinfo.iter().chain(&s.probes).filter_map(|p| p.server_chain.first()) {
-        if !out.iter().any(|(sha, _, _)| *sha == leaf.sha256) {
-            out.push((leaf.sha256.clone(), leaf.subject.clone(), leaf.days_left));
-        }
-    }
-    out
-}
-
-fn short_fingerprint(sha: &str) -> String {
-    sha.chars().take(23).collect::<String>() + "…"
-}
-
-fn compare_certificates(a: &RunStatus, b: &RunStatus, options: &DiffOptions, out: &mut Vec<Change>) {
-    let (la, lb) = (leaves(a), leaves(b));
-    let fingerprints = |l: &[(String, String, i64)]| l.iter().map(|(s, _, _)| s.clone()).collect::<BTreeSet<_>>();
-    let describe = |l: &[(String, String, i64)]| {
-        l.iter().map(|(sha, subject, _)| format!("{subject} {}", short_fingerprint(sha))).collect::<Vec<_>>().join(", ")
-    };
-    if !la.is_empty() && !lb.is_empty() && fingerprints(&la) != fingerprints(&lb) {
-        out.push(Change {
-            before: describe(&la),
-            after: describe(&lb),
-            note: "the server presents a different certificate".to_owned(),
-            ..change(ChangeClass::Neutral, None, "certificate", "certificate.fingerprint")
-        });
-    }
-    let min_days = |l: &[(String, String, i64)]| l.iter().map(|(_, _, d)| *d).min();
-    if let Some(days) = min_days(&lb).filter(|d| *d < options.cert_min_days) {
-        out.push(Change {
-            before: min_days(&la).map_or_else(|| "-".to_owned(), |d| format!("{d} days left")),
-            after: format!("{days} days left"),
-            note: format!("server certificate expires in fewer than {} days", options.cert_min_days),
-            ..change(ChangeClass::Regression, None, "certificate", "certificate.expiry")
-        });
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::CertFacts;
-
-    fn with_leaf(mut status: RunStatus, sha: &str, days_left: i64) -> RunStatus {
-        let at = DateTime::<Utc>::UNIX_EPOCH;
-        let leaf = CertFacts {
-            subject: "CN=localhost".to_owned(),
-            issuer: "CN=ca".to_owned(),
-            serial: "01".to_owned(),
-            not_before: at,
-            not_after: at,
-            sha256: sha.to_owned(),
-            days_left,
-        };
-        for probe in &mut status.probes {
-            probe.server_chain = vec![leaf.clone()];
-        }
-        status
-    }
 
     #[test]
     fn latency_needs_both_the_relative_and_the_absolute_bar() {
@@ -529,18 +319,6 @@ mod tests {
     fn a_run_compared_with_itself_has_no_changes() {
         let status = crate::evidence::status::sample_status();
         assert!(compare(&status, &status, &DiffOptions::default(), &NoiseFloor::default()).is_empty());
-    }
-
-    #[test]
-    fn a_new_certificate_is_neutral_and_one_about_to_expire_is_a_regression() {
-        let before = with_leaf(crate::evidence::status::sample_status(), "AA", 300);
-        let after = with_leaf(crate::evidence::status::sample_status(), "BB", 10);
-        let changes = compare(&before, &after, &DiffOptions::default(), &NoiseFloor::default());
-        let classes: Vec<(&str, ChangeClass)> = changes.iter().map(|c| (c.aspect.as_str(), c.class)).collect();
-        assert_eq!(
-            classes,
-            vec![("certificate.fingerprint", ChangeClass::Neutral), ("certificate.expiry", ChangeClass::Regression)]
-        );
     }
 
     #[test]

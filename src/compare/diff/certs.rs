@@ -1,0 +1,196 @@
+//! The server certificate between two runs, judged by what changed rather than by where it stands.
+//!
+//! A certificate close to its end is a finding of the run itself (and of preflight); `diff` says what moved
+//! since the earlier run. So the same certificate with fewer days left is no change, crossing
+//! `--cert-min-days` is a regression (crossing back after a renewal an improvement), and a new fingerprint is
+//! always reported: neutral, unless the replacement ends before the certificate it replaced did (a
+//! shorter-lived one), which is a regression. Key size and signature algorithm are not recorded in
+//! `status.json` ([`crate::evidence::CertFacts`]), so the end of validity is the one strength fact compared.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+
+use super::{Change, ChangeClass, DiffOptions, change};
+use crate::evidence::status::RunStatus;
+
+/// One distinct leaf certificate a run saw.
+#[derive(Debug, Clone, Copy)]
+struct Leaf<'a> {
+    /// Its fingerprint: what identifies it across runs.
+    sha256: &'a str,
+    /// Its subject, so the reader knows which certificate it is.
+    subject: &'a str,
+    /// End of validity: a replacement that ends earlier is shorter-lived.
+    not_after: DateTime<Utc>,
+    /// Whole days left when the run saw it: what the threshold is applied to.
+    days_left: i64,
+}
+
+/// The distinct leaf certificates a run saw, in the order first seen.
+fn leaves(s: &RunStatus) -> Vec<Leaf<'_>> {
+    let mut out: Vec<Leaf<'_>> = Vec::new();
+    for leaf in s.serverinfo.iter().chain(&s.probes).filter_map(|p| p.server_chain.first()) {
+        if !out.iter().any(|l| l.sha256 == leaf.sha256) {
+            out.push(Leaf {
+                sha256: &leaf.sha256,
+                subject: &leaf.subject,
+                not_after: leaf.not_after,
+                days_left: leaf.days_left,
+            });
+        }
+    }
+    out
+}
+
+fn short_fingerprint(sha: &str) -> String {
+    sha.chars().take(23).collect::<String>() + "…"
+}
+
+fn describe(leaves: &[Leaf<'_>]) -> String {
+    let one = |l: &Leaf<'_>| {
+        format!("{} {} (until {})", l.subject, short_fingerprint(l.sha256), l.not_after.format("%Y-%m-%d"))
+    };
+    leaves.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
+fn fingerprints<'a>(leaves: &[Leaf<'a>]) -> BTreeSet<&'a str> {
+    leaves.iter().map(|l| l.sha256).collect()
+}
+
+fn earliest_end(leaves: &[Leaf<'_>]) -> Option<DateTime<Utc>> {
+    leaves.iter().map(|l| l.not_after).min()
+}
+
+/// The certificate lines: a fingerprint change, then a threshold crossing.
+pub(super) fn compare_certificates(a: &RunStatus, b: &RunStatus, options: &DiffOptions, out: &mut Vec<Change>) {
+    let (la, lb) = (leaves(a), leaves(b));
+    compare_fingerprints(&la, &lb, out);
+    compare_expiry(&la, &lb, options.cert_min_days, out);
+}
+
+/// A different certificate is always reported; it is a regression only when it ends before the one it replaced.
+fn compare_fingerprints(la: &[Leaf<'_>], lb: &[Leaf<'_>], out: &mut Vec<Change>) {
+    if la.is_empty() || lb.is_empty() || fingerprints(la) == fingerprints(lb) {
+        return;
+    }
+    let gone: Vec<Leaf<'_>> = la.iter().filter(|l| !lb.iter().any(|n| n.sha256 == l.sha256)).copied().collect();
+    let new: Vec<Leaf<'_>> = lb.iter().filter(|l| !la.iter().any(|o| o.sha256 == l.sha256)).copied().collect();
+    let (class, note) = match (earliest_end(&gone), earliest_end(&new)) {
+        (Some(old), Some(replacement)) if replacement < old => (
+            ChangeClass::Regression,
+            format!(
+                "the server presents a different certificate that ends earlier ({} → {})",
+                old.format("%Y-%m-%d"),
+                replacement.format("%Y-%m-%d")
+            ),
+        ),
+        _ => (ChangeClass::Neutral, "the server presents a different certificate".to_owned()),
+    };
+    out.push(Change {
+        before: describe(la),
+        after: describe(lb),
+        note,
+        ..change(class, None, "certificate", "certificate.fingerprint")
+    });
+}
+
+/// Crossing the warning threshold is a change; staying on the same side of it is not.
+fn compare_expiry(la: &[Leaf<'_>], lb: &[Leaf<'_>], min_days: i64, out: &mut Vec<Change>) {
+    let fewest = |l: &[Leaf<'_>]| l.iter().map(|l| l.days_left).min();
+    let (class, note) = match (fewest(la), fewest(lb)) {
+        (Some(before), Some(after)) if before >= min_days && after < min_days => {
+            (ChangeClass::Regression, format!("server certificate now expires in fewer than {min_days} days"))
+        }
+        (Some(before), Some(after)) if before < min_days && after >= min_days => {
+            (ChangeClass::Improvement, format!("server certificate has {min_days} days or more left again"))
+        }
+        (None, Some(after)) if after < min_days => (
+            ChangeClass::Neutral,
+            format!("server certificate expires in fewer than {min_days} days; the earlier run saw no certificate"),
+        ),
+        _ => return,
+    };
+    let days = |d: Option<i64>| d.map_or_else(|| "-".to_owned(), |d| format!("{d} days left"));
+    out.push(Change {
+        before: days(fewest(la)),
+        after: days(fewest(lb)),
+        note,
+        ..change(class, None, "certificate", "certificate.expiry")
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{NoiseFloor, compare};
+    use super::*;
+    use crate::evidence::CertFacts;
+    use crate::evidence::status::sample_status;
+
+    /// A run that saw one leaf, `sha`, measured `days_left` before its end on day `ends_on_day` (days after
+    /// the epoch), so the end and the days left are consistent with the run's own time.
+    fn with_leaf(sha: &str, days_left: i64, ends_on_day: i64) -> RunStatus {
+        let mut status = sample_status();
+        let not_after = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(ends_on_day);
+        let leaf = CertFacts {
+            subject: "CN=localhost".to_owned(),
+            issuer: "CN=ca".to_owned(),
+            serial: "01".to_owned(),
+            not_before: DateTime::<Utc>::UNIX_EPOCH,
+            not_after,
+            sha256: sha.to_owned(),
+            days_left,
+        };
+        for probe in &mut status.probes {
+            probe.server_chain = vec![leaf.clone()];
+        }
+        status
+    }
+
+    fn classes(before: &RunStatus, after: &RunStatus, min_days: i64) -> Vec<(String, ChangeClass)> {
+        let options = DiffOptions { cert_min_days: min_days, ..DiffOptions::default() };
+        let changes = compare(before, after, &options, &NoiseFloor::default());
+        changes.into_iter().map(|c| (c.aspect, c.class)).collect()
+    }
+
+    #[test]
+    fn the_same_certificate_below_the_threshold_in_both_runs_is_no_change() {
+        let (before, after) = (with_leaf("AA", 29, 100), with_leaf("AA", 28, 100));
+        assert_eq!(classes(&before, &after, 30), vec![]);
+        assert_eq!(classes(&before, &before, 30), vec![]);
+    }
+
+    #[test]
+    fn the_same_certificate_crossing_the_threshold_is_a_regression_and_back_an_improvement() {
+        let (before, after) = (with_leaf("AA", 31, 100), with_leaf("AA", 29, 100));
+        assert_eq!(classes(&before, &after, 30), vec![("certificate.expiry".to_owned(), ChangeClass::Regression)]);
+        assert_eq!(classes(&after, &before, 30), vec![("certificate.expiry".to_owned(), ChangeClass::Improvement)]);
+    }
+
+    #[test]
+    fn a_new_certificate_is_neutral_and_one_about_to_expire_is_a_regression() {
+        // Runs 300 days apart: the renewed certificate ends later than the old one, but has only 10 days left.
+        let before = with_leaf("AA", 300, 300);
+        let after = with_leaf("BB", 10, 305);
+        assert_eq!(
+            classes(&before, &after, 30),
+            vec![
+                ("certificate.fingerprint".to_owned(), ChangeClass::Neutral),
+                ("certificate.expiry".to_owned(), ChangeClass::Regression)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_replacement_that_ends_earlier_is_a_regression_even_above_the_threshold() {
+        let (before, after) = (with_leaf("AA", 300, 400), with_leaf("BB", 200, 300));
+        let changes = compare(&before, &after, &DiffOptions::default(), &NoiseFloor::default());
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            (changes[0].aspect.as_str(), changes[0].class),
+            ("certificate.fingerprint", ChangeClass::Regression)
+        );
+        assert!(changes[0].note.contains("1971-02-05 → 1970-10-28"), "{}", changes[0].note);
+        assert_eq!(classes(&after, &before, 30), vec![("certificate.fingerprint".to_owned(), ChangeClass::Neutral)]);
+    }
+}
