@@ -6,7 +6,6 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use chrono::Utc;
 use serde_json::json;
 
 use crate::cli::args::{Cli, Command, GlobalArgs, NewArgs, RunArgs, TemplatesCommand};
@@ -54,7 +53,7 @@ fn new(global: &GlobalArgs, args: &NewArgs) -> Result<Verdict, CliError> {
         (run_id, dir)
     } else {
         let label = args.label.as_deref().unwrap_or(&template.label);
-        let date = args.date.unwrap_or_else(|| Utc::now().date_naive());
+        let date = args.date.unwrap_or_else(|| global.tz.today());
         evidence::reserve_next(&global.artifacts, &template.suite, &args.template, date, label)?
     };
     let value =
@@ -99,10 +98,10 @@ async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Verdict, CliError> {
     let target = load_target(global, &args.target)?;
     let label = args.label.clone().unwrap_or_else(|| template.label.clone());
     // Validate the plan with a provisional id before any RUN_ID is claimed.
-    let provisional = requested.clone().map_or_else(|| RunId::label(Utc::now().date_naive(), &label, 1), Ok)?;
+    let provisional = requested.clone().map_or_else(|| RunId::label(global.tz.today(), &label, 1), Ok)?;
     Plan::build(&template, &target, &provisional)?;
     let prepared = run::prepare(&target)?;
-    let reports = Reports::load(global.templates_dir.as_deref())?;
+    let reports = Reports::load(global.templates_dir.as_deref())?.with_settings(report_settings(global, &target));
     let run_id = match (requested, &location) {
         (Some(run_id), Some(_)) => run_id,
         (Some(run_id), None) => {
@@ -110,8 +109,7 @@ async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Verdict, CliError> {
             run_id
         }
         (None, _) => {
-            evidence::reserve_next(&global.artifacts, &template.suite, &template_name, Utc::now().date_naive(), &label)?
-                .0
+            evidence::reserve_next(&global.artifacts, &template.suite, &template_name, global.tz.today(), &label)?.0
         }
     };
     let plan = Plan::build(&template, &target, &run_id)?;
@@ -121,6 +119,15 @@ async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Verdict, CliError> {
     let outcome = run::execute(&plan, &prepared, folder, &options).await?;
     print_outcome(global, &outcome)?;
     Ok(Verdict::from_ok(outcome.status.is_ok()))
+}
+
+/// How the run's Markdown is filled in: the operator's zone and the target's owner and contacts.
+fn report_settings(global: &GlobalArgs, target: &crate::plan::target::Target) -> crate::report::ReportSettings {
+    crate::report::ReportSettings {
+        zone: global.tz,
+        owner: target.spec.owner.clone(),
+        contacts: target.spec.contacts.clone(),
+    }
 }
 
 fn read_reserved_template(dir: &Path) -> Result<String, CliError> {
