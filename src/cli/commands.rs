@@ -191,20 +191,13 @@ fn templates_check(global: &GlobalArgs) -> Result<Verdict, CliError> {
             }
         }
     }
-    let rendered = Reports::load(global.templates_dir.as_deref())
-        .and_then(|reports| reports.render_all(&crate::evidence::status::sample_status()));
-    match rendered {
-        Ok(documents) => {
-            for (path, _) in documents {
-                lines.push(format!("ok   markdown template for {path}"));
-                results.push(json!({ "kind": "markdown", "name": path, "ok": true }));
-            }
+    for check in crate::report::check::check_templates(global.templates_dir.as_deref()) {
+        ok &= check.ok;
+        match &check.error {
+            None => lines.push(format!("ok   template {} ({})", check.name, check.source)),
+            Some(error) => lines.push(format!("FAIL template {} ({}): {error}", check.name, check.source)),
         }
-        Err(error) => {
-            ok = false;
-            lines.push(format!("FAIL {error}"));
-            results.push(json!({ "kind": "markdown", "ok": false, "error": error.to_string() }));
-        }
+        results.push(json!({ "kind": "template", "name": check.name, "source": check.source, "ok": check.ok, "error": check.error }));
     }
     let text = lines.join("\n") + "\n";
     emit(global, &json!({ "ok": ok, "results": results }), &text)?;

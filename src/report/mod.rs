@@ -6,6 +6,7 @@
 //! network (checked by `tests/it/architecture.rs`).
 
 pub mod append;
+pub mod check;
 pub mod clock;
 pub mod context;
 pub mod history;

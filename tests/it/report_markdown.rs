@@ -191,3 +191,41 @@ fn the_html_report_shows_the_audit_state_counts_and_findings_in_japanese() {
         assert!(!html.contains(english), "the page still says {english:?}");
     }
 }
+
+/// `connrun templates check --templates-dir DIR`.
+fn templates_check(dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_connrun"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["templates", "check", "--templates-dir"])
+        .arg(dir)
+        .env_remove("CONNRUN_TEMPLATES_DIR")
+        .output()
+        .expect("connrun runs")
+}
+
+#[test]
+fn templates_check_renders_every_override_and_refuses_a_broken_daily_entry() {
+    let overrides = tempfile::tempdir().expect("temp dir");
+    std::fs::write(overrides.path().join("daily.md.tera"), "### {{ run_id }} {{ no_such.field }}\n").expect("write");
+
+    let output = templates_check(overrides.path());
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let line = stdout.lines().find(|l| l.contains("daily.md.tera")).expect("a line for daily.md.tera");
+    assert!(line.starts_with("FAIL") && line.contains("override"), "{line}");
+    assert!(stdout.contains("ok   template weekly.md.tera (built-in)"), "{stdout}");
+}
+
+#[test]
+fn templates_check_names_a_misspelt_override_and_lists_the_known_names() {
+    let overrides = tempfile::tempdir().expect("temp dir");
+    std::fs::write(overrides.path().join("summery.md.tera"), "custom {{ run.run_id }}\n").expect("write");
+
+    let output = templates_check(overrides.path());
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let line = stdout.lines().find(|l| l.contains("summery.md.tera")).expect("a line for the misspelt file");
+    assert!(line.starts_with("FAIL") && line.contains("summary.md.tera") && line.contains("daily.md.tera"), "{line}");
+}
