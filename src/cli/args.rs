@@ -43,6 +43,9 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Time zone (IANA name) of every time shown and of the date in new RUN_IDs.
+    #[arg(long, global = true, default_value = "Asia/Tokyo", env = "CONNRUN_TZ")]
+    pub tz: crate::report::clock::Zone,
 }
 
 /// The commands.
@@ -120,7 +123,7 @@ pub struct NewArgs {
     /// RUN_ID label (ASCII letters and digits, starting with a letter); default: the template's label.
     #[arg(long)]
     pub label: Option<String>,
-    /// Date of the run as YYYYMMDD; default: today (UTC).
+    /// Date of the run as YYYYMMDD; default: today in --tz (Asia/Tokyo unless set).
     #[arg(long, value_parser = parse_date)]
     pub date: Option<chrono::NaiveDate>,
     /// Allocate a timestamp-form RUN_ID (YYYYMMDDThhmmssZ, now) instead of the label form.
@@ -387,7 +390,7 @@ pub enum ReportCommand {
     /// The weekly summary across the week's runs (Markdown, or JSON with --json).
     #[command(after_help = "Example:\n  connrun report weekly --date 20251119 --append docs/logs/weekly.md")]
     Weekly {
-        /// A day of the week to summarise (YYYYMMDD, JST); default: today.
+        /// A day of the week to summarise (YYYYMMDD, in --tz); default: today.
         #[arg(long)]
         date: Option<String>,
         /// Only runs of this template.

@@ -6,7 +6,6 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use chrono::Utc;
 use serde_json::json;
 
 use crate::cli::args::{Cli, Command, GlobalArgs, NewArgs, PkiCommand, RunArgs, TemplatesCommand};
@@ -57,7 +56,7 @@ fn new(global: &GlobalArgs, args: &NewArgs) -> Result<Verdict, CliError> {
         (run_id, dir)
     } else {
         let label = args.label.as_deref().unwrap_or(&template.label);
-        let date = args.date.unwrap_or_else(|| Utc::now().date_naive());
+        let date = args.date.unwrap_or_else(|| global.tz.today());
         evidence::reserve_next(&global.artifacts, &template.suite, &args.template, date, label)?
     };
     let value =
@@ -102,10 +101,10 @@ async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Verdict, CliError> {
     let target = load_target(global, &args.target)?;
     let label = args.label.clone().unwrap_or_else(|| template.label.clone());
     // Validate the plan with a provisional id before any RUN_ID is claimed.
-    let provisional = requested.clone().map_or_else(|| RunId::label(Utc::now().date_naive(), &label, 1), Ok)?;
+    let provisional = requested.clone().map_or_else(|| RunId::label(global.tz.today(), &label, 1), Ok)?;
     Plan::build(&template, &target, &provisional)?;
     let prepared = run::prepare(&target)?;
-    let reports = Reports::load(global.templates_dir.as_deref())?;
+    let reports = Reports::load(global.templates_dir.as_deref())?.with_settings(report_settings(global, &target));
     let run_id = match (requested, &location) {
         (Some(run_id), Some(_)) => run_id,
         (Some(run_id), None) => {
@@ -113,8 +112,7 @@ async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Verdict, CliError> {
             run_id
         }
         (None, _) => {
-            evidence::reserve_next(&global.artifacts, &template.suite, &template_name, Utc::now().date_naive(), &label)?
-                .0
+            evidence::reserve_next(&global.artifacts, &template.suite, &template_name, global.tz.today(), &label)?.0
         }
     };
     let plan = Plan::build(&template, &target, &run_id)?;
@@ -124,6 +122,15 @@ async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Verdict, CliError> {
     let outcome = run::execute(&plan, &prepared, folder, &options).await?;
     print_outcome(global, &outcome)?;
     Ok(Verdict::from_ok(outcome.status.is_ok()))
+}
+
+/// How the run's Markdown is filled in: the operator's zone and the target's owner and contacts.
+fn report_settings(global: &GlobalArgs, target: &crate::plan::target::Target) -> crate::report::ReportSettings {
+    crate::report::ReportSettings {
+        zone: global.tz,
+        owner: target.spec.owner.clone(),
+        contacts: target.spec.contacts.clone(),
+    }
 }
 
 fn read_reserved_template(dir: &Path) -> Result<String, CliError> {
@@ -187,20 +194,13 @@ fn templates_check(global: &GlobalArgs) -> Result<Verdict, CliError> {
             }
         }
     }
-    let rendered = Reports::load(global.templates_dir.as_deref())
-        .and_then(|reports| reports.render_all(&crate::evidence::status::sample_status()));
-    match rendered {
-        Ok(documents) => {
-            for (path, _) in documents {
-                lines.push(format!("ok   markdown template for {path}"));
-                results.push(json!({ "kind": "markdown", "name": path, "ok": true }));
-            }
+    for check in crate::report::check::check_templates(global.templates_dir.as_deref()) {
+        ok &= check.ok;
+        match &check.error {
+            None => lines.push(format!("ok   template {} ({})", check.name, check.source)),
+            Some(error) => lines.push(format!("FAIL template {} ({}): {error}", check.name, check.source)),
         }
-        Err(error) => {
-            ok = false;
-            lines.push(format!("FAIL {error}"));
-            results.push(json!({ "kind": "markdown", "ok": false, "error": error.to_string() }));
-        }
+        results.push(json!({ "kind": "template", "name": check.name, "source": check.source, "ok": check.ok, "error": check.error }));
     }
     let text = lines.join("\n") + "\n";
     emit(global, &json!({ "ok": ok, "results": results }), &text)?;

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use chrono::Utc;
 use devpki::{Authority, LeafSpec, Pkcs12Flavor};
 use phr_server::config::LayerKeyArgs;
 
@@ -252,14 +251,10 @@ async fn run_demo(global: &GlobalArgs, args: &DemoArgs, environment: &DemoEnviro
     template.suite = EvidenceLayout::DEMO_SUITE.to_owned();
     template.label = format!("{}{}", template.label, EvidenceLayout::DEMO_LABEL_SUFFIX);
     let prepared = run::prepare(&target)?;
-    let reports = Reports::load(global.templates_dir.as_deref())?;
-    let (run_id, _) = evidence::reserve_next(
-        &global.artifacts,
-        &template.suite,
-        &template.name,
-        Utc::now().date_naive(),
-        &template.label,
-    )?;
+    let settings = crate::report::ReportSettings { zone: global.tz, ..Default::default() };
+    let reports = Reports::load(global.templates_dir.as_deref())?.with_settings(settings);
+    let (run_id, _) =
+        evidence::reserve_next(&global.artifacts, &template.suite, &template.name, global.tz.today(), &template.label)?;
     let plan = Plan::build(&template, &target, &run_id)?;
     let (folder, _) = RunFolder::start(&global.artifacts, &run_id)?;
     let options = RunOptions {

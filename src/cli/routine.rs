@@ -9,7 +9,6 @@
 
 use std::path::Path;
 
-use chrono::Utc;
 use serde_json::json;
 
 use crate::cli::args::{AppendArgs, ArchiveArgs, DiffArgs, GlobalArgs, HistoryArgs, ParityArgs, ReportCommand};
@@ -72,7 +71,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<Verdict, CliEr
     for problem in &skipped {
         eprintln!("connrun history: skipped: {problem}");
     }
-    let rows = crate::report::history::rows(&runs, args.template.as_deref(), args.last);
+    let rows = crate::report::history::rows(&runs, args.template.as_deref(), args.last, global.tz);
     let text = views(global)?.render("history.md.tera", &json!({ "rows": rows }))?;
     emit(global, &json!({ "runs": rows }), &text)?;
     Ok(Verdict::Ok)
@@ -106,7 +105,7 @@ pub fn report(global: &GlobalArgs, command: &ReportCommand) -> Result<Verdict, C
         ReportCommand::Daily { run_id, contacts, append } => {
             let (run, runs) = with_history(global, run_id)?;
             let previous = crate::report::logs::previous_of(&runs, &run.status).map(|r| &r.status);
-            let entry = crate::report::logs::daily(&run.status, previous, contacts);
+            let entry = crate::report::logs::daily(&run.status, previous, contacts, global.tz);
             let text = views(global)?.render("daily.md.tera", &entry)?;
             deliver(global, &serde_json::to_value(&entry).unwrap_or_default(), &text, append, "daily", EntryKind::Block)
         }
@@ -115,9 +114,9 @@ pub fn report(global: &GlobalArgs, command: &ReportCommand) -> Result<Verdict, C
             let day = match date {
                 Some(text) => chrono::NaiveDate::parse_from_str(text, "%Y%m%d")
                     .map_err(|_| CliError::Usage(format!("--date `{text}` is not YYYYMMDD, e.g. 20251119")))?,
-                None => crate::report::logs::jst_date(Utc::now()),
+                None => global.tz.today(),
             };
-            let summary = crate::report::logs::weekly(&runs, day, template.as_deref());
+            let summary = crate::report::logs::weekly(&runs, day, template.as_deref(), global.tz);
             let text = views(global)?.render("weekly.md.tera", &summary)?;
             deliver(
                 global,
@@ -132,7 +131,7 @@ pub fn report(global: &GlobalArgs, command: &ReportCommand) -> Result<Verdict, C
             let (run, runs) = with_history(global, run_id)?;
             let previous = crate::report::logs::previous_of(&runs, &run.status).map(|r| &r.status);
             let who = who.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "-".to_owned());
-            let row = crate::report::logs::status_row(&run.status, previous, &who);
+            let row = crate::report::logs::status_row(&run.status, previous, &who, global.tz);
             let text = views(global)?.render("status_row.md.tera", &row)?;
             deliver(
                 global,
@@ -192,7 +191,7 @@ fn report_html(global: &GlobalArgs, run_id: &str, output: Option<&Path>) -> Resu
         .collect();
     series.push(&run.status);
     let keep = series.len().saturating_sub(20);
-    let html = crate::report::html::render(&views(global)?, &run.status, &series[keep..])?;
+    let html = crate::report::html::render(&views(global)?, &run.status, &series[keep..], global.tz)?;
     let output = output.map_or_else(|| default_html(&run), Path::to_path_buf);
     std::fs::write(&output, html.as_bytes())
         .map_err(|source| crate::evidence::EvidenceError::Io { path: output.clone(), source })?;

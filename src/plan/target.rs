@@ -43,6 +43,9 @@ struct RawTarget {
     headers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     variables: BTreeMap<String, Spanned<String>>,
+    owner: Option<Spanned<String>>,
+    #[serde(default)]
+    contacts: Vec<Spanned<String>>,
 }
 
 /// `[targets.<name>.tls]`: a CA bundle file or the system roots (the default).
@@ -141,6 +144,10 @@ pub struct TargetSpec {
     pub headers: Vec<(String, String)>,
     /// Overrides of template variables (checked against the template by the plan), with their line.
     pub variables: BTreeMap<String, (String, usize)>,
+    /// Who owns the next actions in the run memo (e.g. `@OpsLead`); the memo says 未設定 without it.
+    pub owner: Option<String>,
+    /// The run memo's 連絡先 lines, e.g. `Layer ID / Secrets: @OpsLead (#ops-secrets)`.
+    pub contacts: Vec<String>,
 }
 
 /// A target with its secrets read: what the run needs.
@@ -409,6 +416,7 @@ impl Checker<'_, '_> {
             .iter()
             .map(|(k, v)| (k.clone(), (v.get_ref().clone(), crate::plan::diag::line_col(text, v.span().start).0)))
             .collect();
+        let (owner, contacts) = self.people(&raw);
         TargetSpec {
             name: self.name.to_owned(),
             file: file.to_owned(),
@@ -422,6 +430,8 @@ impl Checker<'_, '_> {
             notify,
             headers,
             variables,
+            owner,
+            contacts,
         }
     }
 
@@ -478,5 +488,23 @@ impl Checker<'_, '_> {
                 None
             }
         }
+    }
+
+    /// `owner` and `contacts`, the people the run memo names; one line each, bounded so a memo stays a memo.
+    fn people(&mut self, raw: &RawTarget) -> (Option<String>, Vec<String>) {
+        const MAX_CHARS: usize = 200;
+        const MAX_CONTACTS: usize = 20;
+        let lines = raw.owner.iter().map(|o| ("owner", o)).chain(raw.contacts.iter().map(|c| ("contacts", c)));
+        for (key, line) in lines {
+            let text = line.get_ref();
+            if text.trim().is_empty() || text.chars().count() > MAX_CHARS || text.chars().any(char::is_control) {
+                self.problem(line.span(), key, &format!("expected one line of 1 to {MAX_CHARS} characters"));
+            }
+        }
+        if let Some(extra) = raw.contacts.get(MAX_CONTACTS) {
+            self.problem(extra.span(), "contacts", &format!("at most {MAX_CONTACTS} contacts"));
+        }
+        let owner = raw.owner.as_ref().map(|o| o.get_ref().clone());
+        (owner, raw.contacts.iter().map(|c| c.get_ref().clone()).collect())
     }
 }

@@ -11,6 +11,8 @@ use serde::Serialize;
 use crate::compare::runindex::LoadedRun;
 use crate::evidence::ProbeRecord;
 use crate::evidence::status::RunStatus;
+use crate::report::clock::Zone;
+use crate::report::items::{AuditSummary, evidence_root};
 
 /// A probe whose HTTP result differs from the previous run of the same template and target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,14 +36,18 @@ pub struct HistoryRow {
     pub target: String,
     /// When the run started.
     pub started_at: DateTime<Utc>,
-    /// The start as `YYYY-MM-DD HH:MM` UTC, for the table.
+    /// The start in the operator's zone, `2025-11-19 09:30 JST`, for the table.
     pub started: String,
     /// Ready probes.
     pub ready: usize,
     /// All probes.
     pub probes: usize,
-    /// Every expected audit action appeared.
+    /// Collected and exactly as expected (false when not collected: read `audit_state` for why).
     pub audit_ok: bool,
+    /// `collected` / `not_configured` / `failed`.
+    pub audit_state: &'static str,
+    /// The audit cell: 採取済み（期待どおり） / 採取済み・所見 n 件 / 未採取（監査 DB 未設定） / 採取失敗.
+    pub audit: String,
     /// The run the moves are relative to (previous run of the same template and target).
     pub previous: Option<String>,
     /// Probes whose result moved since `previous`.
@@ -69,8 +75,28 @@ pub fn status_moves(before: &RunStatus, after: &RunStatus) -> Vec<StatusMove> {
         .collect()
 }
 
+/// One history row for `status`, compared with `previous` (the run before it of the same template and target).
+pub fn row(status: &RunStatus, previous: Option<&RunStatus>, zone: Zone) -> HistoryRow {
+    let audit = AuditSummary::of(status);
+    HistoryRow {
+        run_id: status.run_id.clone(),
+        template: status.template.clone(),
+        target: status.target.clone(),
+        started_at: status.started_at,
+        started: zone.moment(status.started_at),
+        ready: status.probes.iter().filter(|p| p.ready).count(),
+        probes: status.probes.len(),
+        audit_ok: status.audit_ok && audit.confirmed,
+        audit_state: audit.state,
+        audit: audit.short,
+        previous: previous.map(|p| p.run_id.clone()),
+        changed: previous.map(|p| status_moves(p, status)).unwrap_or_default(),
+        evidence: evidence_root(status),
+    }
+}
+
 /// The history rows, newest first: runs oldest-first in `runs`, optionally one template, at most `last`.
-pub fn rows(runs: &[LoadedRun], template: Option<&str>, last: Option<usize>) -> Vec<HistoryRow> {
+pub fn rows(runs: &[LoadedRun], template: Option<&str>, last: Option<usize>, zone: Zone) -> Vec<HistoryRow> {
     let selected: Vec<&LoadedRun> = runs.iter().filter(|r| template.is_none_or(|t| r.status.template == t)).collect();
     let mut out: Vec<HistoryRow> = selected
         .iter()
@@ -79,19 +105,7 @@ pub fn rows(runs: &[LoadedRun], template: Option<&str>, last: Option<usize>) -> 
             let s = &run.status;
             let previous =
                 selected[..index].iter().rev().find(|p| p.status.template == s.template && p.status.target == s.target);
-            HistoryRow {
-                run_id: s.run_id.clone(),
-                template: s.template.clone(),
-                target: s.target.clone(),
-                started_at: s.started_at,
-                started: s.started_at.format("%Y-%m-%d %H:%M").to_string(),
-                ready: s.probes.iter().filter(|p| p.ready).count(),
-                probes: s.probes.len(),
-                audit_ok: s.audit_ok,
-                previous: previous.map(|p| p.status.run_id.clone()),
-                changed: previous.map(|p| status_moves(&p.status, s)).unwrap_or_default(),
-                evidence: format!("artifacts/{}/{}/", s.suite, s.run_id),
-            }
+            row(s, previous.map(|p| &p.status), zone)
         })
         .collect();
     out.reverse();

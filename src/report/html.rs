@@ -3,14 +3,19 @@
 //! Reviewers open evidence on machines without network access and attach reports to tickets, so the page
 //! must carry everything: the probes, a timings waterfall (SVG) built from each probe's start time and
 //! DNS/connect/TLS/first-byte/transfer durations, the server certificate facts, and a small chart of the
-//! mean per-request-phase latency across the runs of the same template and target. A Content-Security-
-//! Policy of `default-src 'none'` makes the browser refuse any external load even if a value slipped in.
+//! mean per-request-phase latency across the runs of the same template and target, and the audit table
+//! (state, counts, findings) that the Markdown shows too. Like the logs, the page is in Japanese, with
+//! times in the operator's zone. A Content-Security-Policy of `default-src 'none'` makes the browser refuse
+//! any external load even if a value slipped in.
 
 use serde::Serialize;
 
-use crate::evidence::status::RunStatus;
+use crate::evidence::status::{AuditCount, RunStatus};
 use crate::evidence::{CertFacts, ProbeRecord};
+use crate::report::clock::Zone;
 use crate::report::history::{REQUEST_PHASES, mean_phase_latency};
+use crate::report::items::AuditSummary;
+use crate::report::wording;
 
 /// Colours of the request phases (waterfall segments and chart lines), in wire order plus transfer.
 const PHASE_COLOURS: [&str; 5] = ["#8e6c8a", "#e5a93d", "#a05195", "#2f7ed8", "#4caf50"];
@@ -40,7 +45,7 @@ pub fn waterfall_svg(status: &RunStatus) -> String {
     let scale = bar_w / end;
     let height = row_h * probes.len() as f64 + 30.0;
     let mut svg = format!(
-        "<svg id=\"waterfall\" role=\"img\" aria-label=\"timings waterfall\" \
+        "<svg id=\"waterfall\" role=\"img\" aria-label=\"タイミングのウォーターフォール\" \
          width=\"{w}\" height=\"{height}\" viewBox=\"0 0 {w} {height}\">",
         w = label_w + bar_w + 80.0
     );
@@ -88,7 +93,7 @@ pub fn latency_chart_svg(runs: &[&RunStatus]) -> String {
     let step = if series.len() > 1 { (w - left - 20.0) / (series.len() - 1) as f64 } else { 0.0 };
     let point = |i: usize, v: f64| (left + step * i as f64, (h - bottom) - v / max * (h - bottom - 10.0));
     let mut svg = format!(
-        "<svg id=\"latency-chart\" role=\"img\" aria-label=\"latency across runs\" \
+        "<svg id=\"latency-chart\" role=\"img\" aria-label=\"実行ごとのレイテンシ\" \
          width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\
          <line x1=\"{left}\" y1=\"{y0}\" x2=\"{w}\" y2=\"{y0}\" stroke=\"#999\"/>\
          <line x1=\"{left}\" y1=\"10\" x2=\"{left}\" y2=\"{y0}\" stroke=\"#999\"/>\
@@ -125,21 +130,6 @@ pub fn latency_chart_svg(runs: &[&RunStatus]) -> String {
     svg
 }
 
-/// What went wrong with a probe, in one line (empty when Ready).
-fn problem(p: &ProbeRecord) -> String {
-    let mut parts: Vec<String> = vec![p.outcome.describe()];
-    parts.extend(p.check_failures.iter().cloned());
-    parts.retain(|x| !x.is_empty());
-    if let Some(status) = p.http_status.filter(|_| !p.ready && parts.is_empty()) {
-        parts.push(format!("HTTP {status} は Ready ではない"));
-    }
-    parts.join("; ")
-}
-
-fn utc(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
 /// One row of the probes table.
 #[derive(Serialize)]
 struct ProbeRow<'a> {
@@ -157,7 +147,7 @@ struct ProbeRow<'a> {
     http: String,
     /// Ready or not.
     ready: bool,
-    /// What went wrong, when not Ready.
+    /// What went wrong, when not Ready (Japanese).
     problem: String,
     /// Negotiated TLS version and cipher.
     tls: String,
@@ -167,13 +157,17 @@ struct ProbeRow<'a> {
 
 /// What `report.html.tera` sees.
 #[derive(Serialize)]
-struct HtmlContext<'a> {
+pub(crate) struct HtmlContext<'a> {
     /// The run's status (template, target, suite, ...).
     run: &'a RunStatus,
-    /// Start, `YYYY-MM-DD hh:mm:ss UTC`.
+    /// Start, `2025-11-19 09:30 JST`.
     started: String,
     /// End, same form.
     finished: String,
+    /// The three-valued audit state with its findings.
+    audit_status: AuditSummary,
+    /// Every audit count of the run, in phase order.
+    audit: &'a [AuditCount],
     /// Ready probes.
     ready: usize,
     /// Every probe, serverinfo first.
@@ -189,12 +183,18 @@ struct HtmlContext<'a> {
 }
 
 /// Renders the HTML page for `status`; `series` are the runs of the same template and target, oldest first
-/// (including this one), for the latency chart.
+/// (including this one), for the latency chart; times are shown in `zone`.
 pub fn render(
     views: &crate::report::views::Views,
     status: &RunStatus,
     series: &[&RunStatus],
+    zone: Zone,
 ) -> Result<String, crate::report::ReportError> {
+    views.render("report.html.tera", &context(status, series, zone))
+}
+
+/// The page's context (also rendered against sample runs by `templates check`).
+pub(crate) fn context<'a>(status: &'a RunStatus, series: &[&'a RunStatus], zone: Zone) -> HtmlContext<'a> {
     let mut certificates: Vec<&CertFacts> = Vec::new();
     for cert in status.serverinfo.iter().chain(&status.probes).flat_map(|p| &p.server_chain) {
         if !certificates.iter().any(|c| c.sha256 == cert.sha256) {
@@ -213,21 +213,22 @@ pub fn render(
             url: &p.url,
             http: p.http_code(),
             ready: p.ready,
-            problem: problem(p),
+            problem: wording::problem_ja(p),
             tls: p.tls.as_ref().map(|t| format!("{} {}", t.version, t.cipher_suite)).unwrap_or_default(),
             total_ms: format!("{:.1}", p.timings.total_ms),
         })
         .collect();
-    let context = HtmlContext {
+    HtmlContext {
         run: status,
-        started: utc(status.started_at),
-        finished: utc(status.finished_at),
+        started: zone.moment(status.started_at),
+        finished: zone.moment(status.finished_at),
+        audit_status: AuditSummary::of(status),
+        audit: &status.audit,
         ready: status.probes.iter().filter(|p| p.ready).count(),
         probes,
         certificates,
         waterfall: waterfall_svg(status),
         chart: latency_chart_svg(series),
         chart_runs: series.iter().map(|s| s.run_id.as_str()).collect(),
-    };
-    views.render("report.html.tera", &context)
+    }
 }

@@ -5,21 +5,20 @@
 //! evidence paths, "PHR-06 went from 405 to 200" lines, investigation and contact (連絡先) blocks, TODO
 //! checkboxes. Each entry is built from `status.json` plus the comparison with the previous run of the same
 //! template and target ([`crate::compare::diff`]); the text comes from the tera views, so teams can restyle it.
+//! Times are the operator's [`Zone`]; the audit state and open items come from [`crate::report::items`], so a
+//! log entry says exactly what the run's own summary says.
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
 use crate::compare::diff::{ChangeClass, DiffOptions, RunDiff};
 use crate::compare::runindex::LoadedRun;
 use crate::evidence::EvidenceLayout;
 use crate::evidence::status::RunStatus;
+use crate::report::clock::Zone;
 use crate::report::history::{StatusMove, status_moves};
-
-/// The team works in JST; dates in the logs are JST dates.
-fn jst(at: DateTime<Utc>) -> DateTime<FixedOffset> {
-    let offset = FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| chrono::Offset::fix(&Utc));
-    at.with_timezone(&offset)
-}
+use crate::report::items::{self, AuditSummary, evidence_root};
+use crate::report::wording;
 
 /// One probe line of a log entry.
 #[derive(Debug, Clone, Serialize)]
@@ -47,15 +46,15 @@ pub struct DailyEntry {
     pub run_id: String,
     /// Template name.
     pub template: String,
-    /// Template description.
+    /// Template description: the purpose (目的) of the run, not a claim of what was collected.
     pub description: String,
     /// Target name and base URL.
     pub target: String,
     /// Base URL.
     pub base_url: String,
-    /// JST date `YYYY-MM-DD`.
+    /// Date of the run in the operator's zone, `YYYY-MM-DD`.
     pub date: String,
-    /// JST time `HH:MM JST`.
+    /// Time of the run in the operator's zone, `HH:MM JST`.
     pub time: String,
     /// Evidence folder.
     pub evidence: String,
@@ -65,13 +64,15 @@ pub struct DailyEntry {
     pub codes: String,
     /// Ready count / probe count.
     pub ready: String,
+    /// The audit state as the run's summary shows it (採取済み / 未採取 / 採取失敗, findings).
+    pub audit: AuditSummary,
     /// The previous run of the same template and target, if any.
     pub previous: Option<String>,
     /// Probes whose HTTP code moved since `previous`.
     pub moves: Vec<StatusMove>,
     /// Regressions and improvements since `previous`, one line each.
     pub changes: Vec<String>,
-    /// Open items (probes not Ready, missing audit rows, audit errors).
+    /// Open items (probes not Ready, audit failure and findings, preflight).
     pub open_items: Vec<String>,
     /// Contact lines (`役割: @who (#channel)`).
     pub contacts: Vec<String>,
@@ -85,13 +86,8 @@ fn probe_lines(status: &RunStatus) -> Vec<ProbeLine> {
         .map(|p| {
             let mut memo = status.probe_memos.get(&p.id).cloned().unwrap_or_default();
             if !p.ready {
-                let mut problems = vec![p.outcome.describe()];
-                problems.extend(p.check_failures.iter().cloned());
-                problems.retain(|x| !x.is_empty());
-                if problems.is_empty() {
-                    problems.push(format!("HTTP {} は Ready ではない", p.http_code()));
-                }
-                memo = if memo.is_empty() { problems.join("; ") } else { format!("{memo}: {}", problems.join("; ")) };
+                let problem = wording::problem_ja(p);
+                memo = if memo.is_empty() { problem } else { format!("{memo}: {problem}") };
             }
             let dump = EvidenceLayout::dump_link(&p.id, status.serverinfo.as_ref().is_some_and(|s| s.id == p.id));
             ProbeLine {
@@ -101,32 +97,25 @@ fn probe_lines(status: &RunStatus) -> Vec<ProbeLine> {
                 http: p.http_code(),
                 ready: p.ready,
                 memo,
-                evidence: format!("artifacts/{}/{}/{dump}", status.suite, status.run_id),
+                evidence: format!("{}{dump}", evidence_root(status)),
             }
         })
         .collect()
 }
 
-/// Open items of a run, as the TODO lines of the logs.
+/// Open items of a run, as the TODO lines of the logs (the same lines as the run's own open items).
 pub fn open_items(status: &RunStatus) -> Vec<String> {
-    let mut items: Vec<String> = probe_lines(status)
-        .into_iter()
-        .filter(|p| !p.ready)
-        .map(|p| format!("{} {}: HTTP {} ({})", p.id, p.name, p.http, p.memo))
-        .collect();
-    for count in status.audit.iter().filter(|c| c.is_missing()) {
-        let delta = count.delta.map_or_else(|| "?".to_owned(), |d| d.to_string());
-        items.push(format!("Phase-{} 監査 {}: delta {delta} / expected {}", count.phase, count.action, count.expected));
-    }
-    items.extend(status.audit_errors.iter().map(|e| format!("監査エラー: {e}")));
-    items
+    items::open_items(status).into_iter().map(|i| i.text).collect()
 }
 
 fn change_lines(diff: &RunDiff) -> Vec<String> {
     diff.changes
         .iter()
         .filter(|c| c.class != ChangeClass::Neutral || c.aspect == "status")
-        .map(|c| format!("{} {}: {} → {} ({})", c.subject, c.aspect, c.before, c.after, c.class.label()))
+        .map(|c| {
+            let class = wording::change_class_ja(c.class.label());
+            format!("{} {}: {} → {}（{class}）", c.subject, wording::aspect_ja(&c.aspect), c.before, c.after)
+        })
         .collect()
 }
 
@@ -138,9 +127,8 @@ pub fn previous_of<'a>(runs: &'a [LoadedRun], run: &RunStatus) -> Option<&'a Loa
         .find(|r| r.status.template == run.template && r.status.target == run.target)
 }
 
-/// Builds the daily entry for `run`, compared with `previous` when given.
-pub fn daily(run: &RunStatus, previous: Option<&RunStatus>, contacts: &[String]) -> DailyEntry {
-    let at = jst(run.started_at);
+/// Builds the daily entry for `run`, compared with `previous` when given; times in `zone`.
+pub fn daily(run: &RunStatus, previous: Option<&RunStatus>, contacts: &[String], zone: Zone) -> DailyEntry {
     let probes = probe_lines(run);
     let diff = previous.map(|p| RunDiff::new((p, String::new()), (run, String::new()), DiffOptions::default()));
     DailyEntry {
@@ -149,11 +137,12 @@ pub fn daily(run: &RunStatus, previous: Option<&RunStatus>, contacts: &[String])
         description: run.template_description.clone(),
         target: run.target.clone(),
         base_url: run.base_url.clone(),
-        date: at.format("%Y-%m-%d").to_string(),
-        time: at.format("%H:%M JST").to_string(),
-        evidence: format!("artifacts/{}/{}/", run.suite, run.run_id),
+        date: zone.date(run.started_at).to_string(),
+        time: zone.time(run.started_at),
+        evidence: evidence_root(run),
         codes: probes.iter().map(|p| format!("{}=HTTP {}", p.id, p.http)).collect::<Vec<_>>().join(", "),
         ready: format!("{}/{}", run.probes.iter().filter(|p| p.ready).count(), run.probes.len()),
+        audit: AuditSummary::of(run),
         probes,
         previous: previous.map(|p| p.run_id.clone()),
         moves: previous.map(|p| status_moves(p, run)).unwrap_or_default(),
@@ -166,11 +155,11 @@ pub fn daily(run: &RunStatus, previous: Option<&RunStatus>, contacts: &[String])
 /// The status-table row.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusRow {
-    /// JST date of the run.
+    /// Date of the run in the operator's zone.
     pub date: String,
     /// Who ran it / owns the row.
     pub who: String,
-    /// Main changes since the previous run (or the result when there is none).
+    /// Main changes since the previous run (or the result when there is none), with the audit state.
     pub changes: String,
     /// Next action.
     pub next: String,
@@ -178,8 +167,8 @@ pub struct StatusRow {
     pub run_id: String,
 }
 
-/// Builds the status row for `run`.
-pub fn status_row(run: &RunStatus, previous: Option<&RunStatus>, who: &str) -> StatusRow {
+/// Builds the status row for `run`; its date in `zone`.
+pub fn status_row(run: &RunStatus, previous: Option<&RunStatus>, who: &str, zone: Zone) -> StatusRow {
     let moves = previous.map(|p| status_moves(p, run)).unwrap_or_default();
     let ready = run.probes.iter().filter(|p| p.ready).count();
     let mut changes: Vec<String> = moves.iter().map(|m| format!("{} {}→{}", m.probe, m.before, m.after)).collect();
@@ -192,19 +181,20 @@ pub fn status_row(run: &RunStatus, previous: Option<&RunStatus>, who: &str) -> S
                 .map(|c| format!("監査 {} {}→{}", c.subject, c.before, c.after)),
         );
     }
+    let result = format!("{ready}/{} API Ready、監査 {}", run.probes.len(), AuditSummary::of(run).short);
     if changes.is_empty() {
-        changes.push(format!("{ready}/{} API Ready（前回から変化なし）", run.probes.len()));
+        changes.push(format!("{result}、前回から変化なし"));
     } else {
-        changes.insert(0, format!("{ready}/{} API Ready", run.probes.len()));
+        changes.insert(0, result);
     }
-    let items = open_items(run);
+    let items = items::open_items(run);
     let next = if items.is_empty() {
         "次回 RUN_ID で定常確認".to_owned()
     } else {
-        format!("{} の調査", items.iter().map(|i| i.split(':').next().unwrap_or(i)).collect::<Vec<_>>().join(", "))
+        format!("{} の対応", items.iter().map(|i| i.subject.as_str()).collect::<Vec<_>>().join(", "))
     };
     StatusRow {
-        date: jst(run.started_at).format("%Y-%m-%d").to_string(),
+        date: zone.date(run.started_at).to_string(),
         who: who.to_owned(),
         changes: changes.join("; "),
         next,
@@ -217,7 +207,7 @@ pub fn status_row(run: &RunStatus, previous: Option<&RunStatus>, who: &str) -> S
 pub struct WeeklyRun {
     /// The RUN_ID.
     pub run_id: String,
-    /// JST date.
+    /// When it started, `2025-11-19 09:30 JST`.
     pub date: String,
     /// Template.
     pub template: String,
@@ -225,8 +215,10 @@ pub struct WeeklyRun {
     pub target: String,
     /// Ready / probes.
     pub ready: String,
-    /// Audit as expected.
+    /// Collected and exactly as expected (false when not collected: read `audit` for why).
     pub audit_ok: bool,
+    /// The audit state in a cell: 採取済み（期待どおり） / 採取済み・所見 n 件 / 未採取（監査 DB 未設定） / 採取失敗.
+    pub audit: String,
     /// `PHR-06=HTTP 200, ...`.
     pub codes: String,
     /// Evidence folder.
@@ -238,9 +230,9 @@ pub struct WeeklyRun {
 pub struct WeeklySummary {
     /// ISO week label, e.g. `2025-W47`.
     pub week: String,
-    /// First day (Monday, JST).
+    /// First day (Monday, operator's zone).
     pub from: String,
-    /// Last day (Sunday, JST).
+    /// Last day (Sunday, operator's zone).
     pub to: String,
     /// Runs of the week, newest first.
     pub runs: Vec<WeeklyRun>,
@@ -250,15 +242,29 @@ pub struct WeeklySummary {
     pub open_items: Vec<String>,
 }
 
-/// Builds the weekly summary for the ISO week containing `day` (JST), from all runs (oldest first).
-pub fn weekly(runs: &[LoadedRun], day: NaiveDate, template: Option<&str>) -> WeeklySummary {
+fn weekly_run(s: &RunStatus, zone: Zone) -> WeeklyRun {
+    WeeklyRun {
+        run_id: s.run_id.clone(),
+        date: zone.moment(s.started_at),
+        template: s.template.clone(),
+        target: s.target.clone(),
+        ready: format!("{}/{}", s.probes.iter().filter(|p| p.ready).count(), s.probes.len()),
+        audit_ok: s.audit_ok,
+        audit: AuditSummary::of(s).short,
+        codes: s.probes.iter().map(|p| format!("{}={}", p.id, p.http_code())).collect::<Vec<_>>().join(", "),
+        evidence: evidence_root(s),
+    }
+}
+
+/// Builds the weekly summary for the ISO week containing `day` (in `zone`), from all runs (oldest first).
+pub fn weekly(runs: &[LoadedRun], day: NaiveDate, template: Option<&str>, zone: Zone) -> WeeklySummary {
     let week = day.iso_week();
     let monday = NaiveDate::from_isoywd_opt(week.year(), week.week(), chrono::Weekday::Mon).unwrap_or(day);
     let sunday = monday + chrono::Duration::days(6);
     let in_week: Vec<&LoadedRun> = runs
         .iter()
         .filter(|r| template.is_none_or(|t| r.status.template == t))
-        .filter(|r| jst(r.status.started_at).date_naive().iso_week() == week)
+        .filter(|r| zone.date(r.status.started_at).iso_week() == week)
         .collect();
     let mut groups: Vec<(String, String)> = Vec::new();
     for r in &in_week {
@@ -283,34 +289,8 @@ pub fn weekly(runs: &[LoadedRun], day: NaiveDate, template: Option<&str>) -> Wee
         week: format!("{}-W{:02}", week.year(), week.week()),
         from: monday.to_string(),
         to: sunday.to_string(),
-        runs: in_week
-            .iter()
-            .rev()
-            .map(|r| {
-                let s = &r.status;
-                WeeklyRun {
-                    run_id: s.run_id.clone(),
-                    date: jst(s.started_at).format("%Y-%m-%d %H:%M").to_string(),
-                    template: s.template.clone(),
-                    target: s.target.clone(),
-                    ready: format!("{}/{}", s.probes.iter().filter(|p| p.ready).count(), s.probes.len()),
-                    audit_ok: s.audit_ok,
-                    codes: s
-                        .probes
-                        .iter()
-                        .map(|p| format!("{}={}", p.id, p.http_code()))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    evidence: format!("artifacts/{}/{}/", s.suite, s.run_id),
-                }
-            })
-            .collect(),
+        runs: in_week.iter().rev().map(|r| weekly_run(&r.status, zone)).collect(),
         moves,
         open_items: items,
     }
-}
-
-/// JST date of a timestamp (for choosing the week of "now").
-pub fn jst_date(at: DateTime<Utc>) -> NaiveDate {
-    jst(at).date_naive()
 }

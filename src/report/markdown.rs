@@ -5,15 +5,13 @@
 //! that came from the network goes through the `md` filter, so a `|`, a newline, a backtick or HTML in a
 //! response can neither break a table nor inject markup into the rendered page.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, FixedOffset, Utc};
-use serde::Serialize;
 use tera::{Context, Tera, Value};
 
-use crate::evidence::status::{AuditCount, RunStatus};
-use crate::evidence::{EvidenceLayout, ProbeRecord};
+use crate::evidence::EvidenceLayout;
+use crate::evidence::status::RunStatus;
+use crate::report::context::{ReportContext, ReportSettings};
 
 /// Each rendered document: template file name, output path in the run folder, embedded default.
 pub const DOCUMENTS: &[(&str, &str, &str)] = &[
@@ -49,7 +47,8 @@ pub enum ReportError {
     },
 }
 
-fn tera_error(name: &str, error: &tera::Error) -> ReportError {
+/// A tera error as a [`ReportError`] naming the template, with tera's whole cause chain.
+pub(crate) fn tera_error(name: &str, error: &tera::Error) -> ReportError {
     let mut message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -58,6 +57,14 @@ fn tera_error(name: &str, error: &tera::Error) -> ReportError {
         source = cause.source();
     }
     ReportError::Template { name: name.to_owned(), message }
+}
+
+/// The text of template `name`: the file of that name in `overrides` when there is one, else `embedded`.
+pub(crate) fn template_text(overrides: Option<&Path>, name: &str, embedded: &str) -> Result<String, ReportError> {
+    match overrides.map(|dir| dir.join(name)).filter(|path| path.is_file()) {
+        Some(path) => std::fs::read_to_string(&path).map_err(|source| ReportError::Read { path, source }),
+        None => Ok(embedded.to_owned()),
+    }
 }
 
 /// Escapes text for a Markdown table cell or inline Markdown: HTML is entity-encoded, `|`, backticks and link
@@ -127,11 +134,13 @@ fn string_filter(f: fn(&str) -> String) -> impl tera::Filter {
     }
 }
 
-/// The compiled templates.
+/// The compiled templates and how the operator wants them filled in.
 #[derive(Debug)]
 pub struct Reports {
     /// tera with every document and the `md` / `oneline` filters registered.
     tera: Tera,
+    /// Time zone, owner and contacts of the documents.
+    settings: ReportSettings,
 }
 
 impl Reports {
@@ -141,13 +150,16 @@ impl Reports {
         tera.autoescape_on(Vec::new());
         register_markdown_filters(&mut tera);
         for (name, _, embedded) in DOCUMENTS {
-            let text = match overrides.map(|dir| dir.join(name)).filter(|path| path.is_file()) {
-                Some(path) => std::fs::read_to_string(&path).map_err(|source| ReportError::Read { path, source })?,
-                None => (*embedded).to_owned(),
-            };
+            let text = template_text(overrides, name, embedded)?;
             tera.add_raw_template(name, &text).map_err(|e| tera_error(name, &e))?;
         }
-        Ok(Reports { tera })
+        Ok(Reports { tera, settings: ReportSettings::default() })
+    }
+
+    /// The same templates filled in for this operator: time zone, owner and contacts.
+    pub fn with_settings(mut self, settings: ReportSettings) -> Reports {
+        self.settings = settings;
+        self
     }
 
     /// Renders every document for a run; returns (path in the run folder, text).
@@ -163,194 +175,12 @@ impl Reports {
 
     /// What every document renders from; built once per run and shared by [`Reports::render_to`].
     pub fn context(&self, status: &RunStatus) -> Result<Context, ReportError> {
-        Context::from_serialize(ReportContext::new(status)).map_err(|e| tera_error("context", &e))
+        Context::from_serialize(ReportContext::new(status, &self.settings)).map_err(|e| tera_error("context", &e))
     }
 
     /// Renders one document (its template file name, see [`DOCUMENTS`]) straight into `out`.
     pub fn render_to(&self, name: &str, context: &Context, out: impl std::io::Write) -> Result<(), ReportError> {
         self.tera.render_to(name, context, out).map_err(|e| tera_error(name, &e))
-    }
-}
-
-/// What every document template sees at the top level (`run`, `phases`, `serverinfo`, `audit`, ...);
-/// field names are the template variable names, documented in `templates/`.
-#[derive(Serialize)]
-struct ReportContext<'a> {
-    run: RunFacts<'a>,
-    phases: Vec<PhaseView<'a>>,
-    serverinfo: Option<ProbeView<'a>>,
-    serverinfo_body: Option<&'a str>,
-    audit: Vec<&'a AuditCount>,
-    audit_errors: &'a [String],
-    open_items: Vec<String>,
-}
-
-/// `run.*` in templates: identity, timing (pre-formatted UTC + JST) and the overall verdict of the run.
-#[derive(Serialize)]
-struct RunFacts<'a> {
-    run_id: &'a str,
-    template: &'a str,
-    description: &'a str,
-    suite: &'a str,
-    target: &'a str,
-    base_url: &'a str,
-    tool_version: &'a str,
-    started: String,
-    finished: String,
-    duration_seconds: String,
-    evidence_dir: String,
-    ok: bool,
-    all_ready: bool,
-    audit_ok: bool,
-    audit_checked: bool,
-    probe_count: usize,
-    ready_count: usize,
-}
-
-/// One entry of `phases` in templates: the phase, its probes and its audit counts.
-#[derive(Serialize)]
-struct PhaseView<'a> {
-    id: &'a str,
-    name: &'a str,
-    probes: Vec<ProbeView<'a>>,
-    audit: Vec<&'a AuditCount>,
-}
-
-/// One probe as templates see it: display-ready strings (`http` is `000` without a response, like curl)
-/// plus relative evidence paths (`evidence`, `trace`, `body_file`) for links.
-#[derive(Serialize)]
-struct ProbeView<'a> {
-    id: &'a str,
-    name: &'a str,
-    method: &'a str,
-    url: &'a str,
-    path: String,
-    request_line: String,
-    http: String,
-    ready: bool,
-    outcome: &'static str,
-    problem: String,
-    memo: &'a str,
-    tls: String,
-    total_ms: String,
-    response_bytes: u64,
-    evidence: String,
-    trace: String,
-    body_file: Option<&'a str>,
-    audit_expected: &'a [String],
-}
-
-/// Whether an audit count is worth a line: the phase expected it or it changed. Rows of earlier phases that a
-/// broad query sees again (delta 0, nothing expected) are left to `audit/counts.json`.
-fn is_relevant(count: &AuditCount) -> bool {
-    count.expected > 0 || count.delta != Some(0)
-}
-
-fn when(at: DateTime<Utc>) -> String {
-    let jst = FixedOffset::east_opt(9 * 3600)
-        .map(|offset| at.with_timezone(&offset).format("%Y-%m-%d %H:%M JST").to_string());
-    format!("{} ({})", at.format("%Y-%m-%d %H:%M:%S UTC"), jst.unwrap_or_default())
-}
-
-fn probe_view<'a>(probe: &'a ProbeRecord, memos: &'a BTreeMap<String, String>, dump_dir: &str) -> ProbeView<'a> {
-    let mut problems: Vec<String> = Vec::new();
-    let described = probe.outcome.describe();
-    if !described.is_empty() {
-        problems.push(described);
-    }
-    if let Some(status) = probe.http_status
-        && !probe.ready
-        && probe.check_failures.is_empty()
-    {
-        problems.push(format!("HTTP {status} is not a Ready status"));
-    }
-    problems.extend(probe.check_failures.iter().cloned());
-    let path = probe.url.find("://").and_then(|scheme| probe.url[scheme + 3..].find('/').map(|p| scheme + 3 + p));
-    let path = path.map_or_else(|| probe.url.clone(), |p| probe.url[p..].to_owned());
-    ProbeView {
-        request_line: format!("{} {path}", probe.method),
-        id: &probe.id,
-        name: &probe.name,
-        method: &probe.method,
-        url: &probe.url,
-        path,
-        http: probe.http_status.map_or_else(|| "000".to_owned(), |s| s.to_string()),
-        ready: probe.ready,
-        outcome: probe.outcome.kind(),
-        problem: problems.join("; "),
-        memo: memos.get(&probe.id).map_or("", String::as_str),
-        tls: probe.tls.as_ref().map(|tls| tls.version.clone()).unwrap_or_default(),
-        total_ms: format!("{:.0}", probe.timings.total_ms),
-        response_bytes: probe.response_body_bytes,
-        evidence: format!("{dump_dir}/"),
-        trace: EvidenceLayout::trace(&probe.id),
-        body_file: probe.response_body_file.as_deref(),
-        audit_expected: &probe.audit_expected,
-    }
-}
-
-impl<'a> ReportContext<'a> {
-    fn new(status: &'a RunStatus) -> Self {
-        let memos = &status.probe_memos;
-        let phases: Vec<PhaseView<'a>> = status
-            .phases
-            .iter()
-            .map(|phase| PhaseView {
-                id: &phase.id,
-                name: &phase.name,
-                probes: status
-                    .probes_of(&phase.id)
-                    .map(|p| probe_view(p, memos, &EvidenceLayout::probe_dump(&p.id)))
-                    .collect(),
-                audit: status.audit.iter().filter(|c| c.phase == phase.id && is_relevant(c)).collect(),
-            })
-            .collect();
-        let mut open_items = Vec::new();
-        for probe in phases.iter().flat_map(|phase| phase.probes.iter()).filter(|p| !p.ready) {
-            open_items.push(format!("{} {}: HTTP {} ({})", probe.id, probe.name, probe.http, probe.problem));
-        }
-        for count in status.audit.iter().filter(|c| c.is_missing()) {
-            let delta = count.delta.map_or_else(|| "?".to_owned(), |d| d.to_string());
-            open_items.push(format!(
-                "Phase-{} audit {}: delta {delta}, expected {}",
-                count.phase, count.action, count.expected
-            ));
-        }
-        open_items.extend(status.audit_errors.iter().map(|e| format!("audit: {e}")));
-        for check in status.preflight.iter().filter(|c| !c.ok || c.detail.contains("renew soon")) {
-            open_items.push(format!("preflight {}: {}", check.name, check.detail));
-        }
-        let ready_count = status.probes.iter().filter(|p| p.ready).count();
-        ReportContext {
-            run: RunFacts {
-                run_id: &status.run_id,
-                template: &status.template,
-                description: &status.template_description,
-                suite: &status.suite,
-                target: &status.target,
-                base_url: &status.base_url,
-                tool_version: &status.tool_version,
-                started: when(status.started_at),
-                finished: when(status.finished_at),
-                duration_seconds: format!(
-                    "{:.1}",
-                    (status.finished_at - status.started_at).num_milliseconds() as f64 / 1000.0
-                ),
-                evidence_dir: format!("artifacts/{}/{}/", status.suite, status.run_id),
-                ok: status.is_ok(),
-                all_ready: status.all_ready,
-                audit_ok: status.audit_ok,
-                audit_checked: status.audit_checked,
-                probe_count: status.probes.len(),
-                ready_count,
-            },
-            serverinfo: status.serverinfo.as_ref().map(|p| probe_view(p, memos, EvidenceLayout::SERVERINFO_DIR)),
-            serverinfo_body: status.serverinfo_body.as_deref(),
-            phases,
-            audit: status.audit.iter().filter(|c| is_relevant(c)).collect(),
-            audit_errors: &status.audit_errors,
-            open_items,
-        }
     }
 }
 

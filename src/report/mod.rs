@@ -6,10 +6,16 @@
 //! network (checked by `tests/it/architecture.rs`).
 
 pub mod append;
+pub mod check;
+pub mod clock;
+pub mod context;
 pub mod history;
 pub mod html;
+pub mod items;
 pub mod logs;
 pub mod markdown;
 pub mod views;
+pub mod wording;
 
+pub use context::ReportSettings;
 pub use markdown::*;

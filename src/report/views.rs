@@ -24,16 +24,7 @@ pub const VIEWS: &[(&str, &str)] = &[
     ("report.html.tera", include_str!("../../templates/report.html.tera")),
 ];
 
-fn template_error(name: &str, error: &tera::Error) -> ReportError {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    ReportError::Template { name: name.to_owned(), message }
-}
+use crate::report::tera_error as template_error;
 
 /// The compiled routine templates.
 #[derive(Debug)]
@@ -49,10 +40,7 @@ impl Views {
         tera.autoescape_on(vec![".html.tera"]);
         crate::report::register_markdown_filters(&mut tera);
         for (name, embedded) in VIEWS {
-            let text = match overrides.map(|dir| dir.join(name)).filter(|path| path.is_file()) {
-                Some(path) => std::fs::read_to_string(&path).map_err(|source| ReportError::Read { path, source })?,
-                None => (*embedded).to_owned(),
-            };
+            let text = crate::report::template_text(overrides, name, embedded)?;
             tera.add_raw_template(name, &text).map_err(|e| template_error(name, &e))?;
         }
         Ok(Views { tera })
@@ -81,14 +69,15 @@ mod tests {
         let markdown = views.render("diff.md.tera", &diff).expect("diff renders");
         let row = markdown.lines().find(|l| l.contains("| PHR-06 |")).expect("PHR-06 row");
         assert!(row.contains("a\\|b<br>&lt;script&gt;"), "{row}");
-        let daily = crate::report::logs::daily(&after, Some(&before), &["PHR: @Codex".to_owned()]);
+        let zone = crate::report::clock::Zone::default();
+        let daily = crate::report::logs::daily(&after, Some(&before), &["PHR: @Codex".to_owned()], zone);
         assert!(views.render("daily.md.tera", &daily).expect("daily renders").contains("#### 連絡先"));
-        let row = crate::report::logs::status_row(&after, Some(&before), "@Codex");
+        let row = crate::report::logs::status_row(&after, Some(&before), "@Codex", zone);
         assert_eq!(views.render("status_row.md.tera", &row).expect("row renders").lines().count(), 1);
-        let weekly = crate::report::logs::weekly(&[], chrono::NaiveDate::MIN, None);
+        let weekly = crate::report::logs::weekly(&[], chrono::NaiveDate::MIN, None, zone);
         views.render("weekly.md.tera", &weekly).expect("weekly renders");
         views.render("history.md.tera", &serde_json::json!({ "rows": [] })).expect("history renders");
-        let html = crate::report::html::render(&views, &after, &[&before, &after]).expect("html renders");
+        let html = crate::report::html::render(&views, &after, &[&before, &after], zone).expect("html renders");
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
     }
 }

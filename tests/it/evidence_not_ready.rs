@@ -53,7 +53,9 @@ async fn a_server_without_the_phr_api_gives_404_outcomes_open_items_and_sealed_e
         outcome.status.audit
     );
     let todo = std::fs::read_to_string(outcome.dir.join("todo/PHR_OPEN_ITEMS.md")).expect("open items");
-    for expected in ["- [ ] PHR-06", "- [ ] PHR-07", "- [ ] PHR-11", "PHR_IMAGE_STREAM: delta 0, expected 1"] {
+    for expected in
+        ["- [ ] PHR-06", "- [ ] PHR-07", "- [ ] PHR-11", "PHR_IMAGE_STREAM（success）: 期待 1 行に対し 0 行（不足）"]
+    {
         assert!(todo.contains(expected), "missing {expected:?} in:\n{todo}");
     }
     let report = evidence::verify(&artifacts, &run_id).expect("verify");

@@ -27,6 +27,7 @@ mod report_demo_snapshot;
 mod report_html_browser;
 mod report_markdown;
 mod report_snapshots;
+mod report_timezone;
 mod runid_allocation;
 mod template_check;
 mod template_plan;

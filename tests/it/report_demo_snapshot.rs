@@ -41,8 +41,24 @@ fn mask_milliseconds(text: &str) -> String {
     out
 }
 
+/// Replaces the `YYYY-MM-DD HH:MM JST` after each `marker` (a deadline that moves with the day of the run).
+fn mask_moment_after(text: &str, marker: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        let after = at + marker.len();
+        out.push_str(&rest[..after]);
+        let moment: String = rest[after..].chars().take("2025-11-19 09:30 JST".chars().count()).collect();
+        out.push_str("<MOMENT>");
+        rest = &rest[after + moment.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn normalise(text: &str, run_id: &str) -> String {
     let text = text.replace(run_id, "<RUN_ID>");
+    let text = mask_moment_after(&mask_moment_after(&text, "Deadline: "), "期限: ");
     let text = mask_number_after(&text, "127.0.0.1:", "<PORT>");
     let text = text
         .lines()

@@ -1,0 +1,233 @@
+//! The Japanese every generated sentence is written in: probe outcomes, HTTP statuses, body-check failures,
+//! what to do to clear a Pending item (解除条件), and the names of diff aspects.
+//!
+//! The logs are pasted into a Japanese team's documents, so "HTTP 401 is not a Ready status" or
+//! "connection refused: …" in a TODO line is a sentence someone has to translate by hand every week. The
+//! probe engine and the comparison keep their machine vocabulary (`status.json` stays stable); this module
+//! is the one place that turns it into the words of the logs. Error details that come from elsewhere (an OS
+//! message, a server's text) are kept verbatim in parentheses, as the seed logs quote them.
+
+use crate::evidence::{Outcome, ProbeRecord};
+
+/// What the outcome of a probe means, as a phrase (`接続が拒否された（…）`); empty for an HTTP response.
+pub fn outcome_ja(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Http => String::new(),
+        Outcome::DnsFailure { message } => format!("名前解決に失敗（{message}）"),
+        Outcome::ConnectionRefused { message } => format!("接続が拒否された（{message}）"),
+        Outcome::ConnectFailed { message } => format!("接続に失敗（{message}）"),
+        Outcome::TlsFailure { reason } => format!("TLS ハンドシェイクに失敗（{reason}）"),
+        Outcome::ClientCertRejected { reason } => format!("クライアント証明書が拒否された（{reason}）"),
+        Outcome::Timeout { during } => format!("{}にタイムアウト", during_ja(during)),
+        Outcome::ProtocolError { message } => format!("HTTP プロトコルエラー（{message}）"),
+        Outcome::LocalError { message } => format!("connrun 側のエラー（{message}）"),
+    }
+}
+
+fn during_ja(during: &str) -> String {
+    match during {
+        "dns" => "名前解決中".to_owned(),
+        "connect" => "TCP 接続中".to_owned(),
+        "tls" => "TLS ハンドシェイク中".to_owned(),
+        "response" => "応答待ち".to_owned(),
+        "body" => "本文受信中".to_owned(),
+        other => format!("{other} の段階で"),
+    }
+}
+
+/// What an HTTP status usually means, in a word or two (`認証失敗`).
+pub fn http_status_ja(status: u16) -> &'static str {
+    match status {
+        400 => "リクエスト不正",
+        401 => "認証失敗",
+        403 => "権限なし",
+        404 => "エンドポイントなし",
+        405 => "メソッド未対応",
+        408 | 504 => "タイムアウト",
+        409 => "競合",
+        410 => "失効済み",
+        413 => "サイズ超過",
+        415 => "メディアタイプ未対応",
+        422 => "入力エラー",
+        429 => "流量制限",
+        500 => "サーバ内部エラー",
+        502 => "ゲートウェイエラー",
+        503 => "サービス停止中",
+        _ if (400..500).contains(&status) => "クライアントエラー",
+        _ if (500..600).contains(&status) => "サーバエラー",
+        _ => "Ready 判定外の応答",
+    }
+}
+
+/// A body-check or flow failure of the probe engine in Japanese; the known forms are translated, anything
+/// else is quoted after `チェック不合格`.
+pub fn check_failure_ja(text: &str) -> String {
+    if let Some(needle) = text.strip_prefix("body does not contain ") {
+        return format!("本文に {needle} が含まれない");
+    }
+    if let Some((size, limit)) =
+        text.strip_prefix("body is ").and_then(|r| r.split_once(" bytes, more than the allowed "))
+    {
+        return format!("本文が {size} バイトで上限 {limit} バイトを超えた");
+    }
+    if let Some(pointer) = text.strip_prefix("JSON field ").and_then(|r| r.strip_suffix(" is missing")) {
+        return format!("JSON フィールド {pointer} がない");
+    }
+    if let Some(variable) = text.strip_prefix("variable ").and_then(|r| r.strip_suffix(" was not captured")) {
+        return format!("変数 {variable} を前のプローブから取得できていない");
+    }
+    if let Some(rest) = text.strip_prefix("poll: ") {
+        return format!("ポーリングで期待値にならなかった（{rest}）");
+    }
+    if let Some(rest) = text.strip_prefix("capture ") {
+        return format!("応答から値を取得できなかった（{rest}）");
+    }
+    format!("チェック不合格（{text}）")
+}
+
+/// Everything that went wrong with a probe, in one line (empty when it is Ready).
+pub fn problem_ja(probe: &ProbeRecord) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let outcome = outcome_ja(&probe.outcome);
+    if !outcome.is_empty() {
+        parts.push(outcome);
+    }
+    if let Some(status) = probe.http_status
+        && !probe.ready
+        && probe.check_failures.is_empty()
+    {
+        parts.push(format!("HTTP {status}（{}）は Ready ステータスではない", http_status_ja(status)));
+    }
+    parts.extend(probe.check_failures.iter().map(|f| check_failure_ja(f)));
+    parts.join("; ")
+}
+
+/// The state of a probe that is not Ready, for the Pending table: `Pending（HTTP 401 認証失敗）`, or with the
+/// reason when there was no response: `Pending（応答なし）: 接続が拒否された（…）`.
+pub fn pending_state_ja(probe: &ProbeRecord) -> String {
+    match probe.http_status {
+        Some(status) if probe.check_failures.is_empty() => {
+            format!("Pending（HTTP {status} {}）", http_status_ja(status))
+        }
+        Some(status) => format!("Pending（HTTP {status} 本文チェック不合格）: {}", problem_ja(probe)),
+        None => format!("Pending（応答なし）: {}", problem_ja(probe)),
+    }
+}
+
+/// What went wrong with a probe that is not Ready, with its HTTP code, for a TODO line.
+pub fn not_ready_ja(probe: &ProbeRecord) -> String {
+    match probe.http_status {
+        Some(_) if probe.check_failures.is_empty() => problem_ja(probe),
+        Some(status) => format!("HTTP {status}: {}", problem_ja(probe)),
+        None => format!("HTTP 000（応答なし）: {}", problem_ja(probe)),
+    }
+}
+
+/// What clears a probe that is not Ready (解除条件), derived from how it ended.
+pub fn release_condition_ja(probe: &ProbeRecord) -> String {
+    let check = match (&probe.outcome, probe.http_status) {
+        (Outcome::Http, Some(_)) if !probe.check_failures.is_empty() => {
+            "応答本文をテンプレートのチェック（`checks`）と突き合わせ、サーバ側の応答内容を確認する"
+        }
+        (Outcome::Http, Some(401)) => {
+            "Basic 認証情報の確認（ターゲットの `basic.user` と、パスワードを持つ環境変数 / ファイル）"
+        }
+        (Outcome::Http, Some(403)) => "利用者の権限と施設 ID（`X-Facility-Id`）の確認",
+        (Outcome::Http, Some(404)) => "エンドポイントの公開確認（パス・デプロイ・ルーティング）",
+        (Outcome::Http, Some(405)) => "サーバ側でのメソッド実装の確認",
+        (Outcome::Http, Some(400 | 415 | 422)) => "リクエスト（ヘッダ・ボディ・テンプレート変数）の確認",
+        (Outcome::Http, Some(429)) => "流量制限・帯域ポリシーの確認",
+        (Outcome::Http, Some(500..=599)) => "サーバのエラーログ（X-Trace-Id = RUN_ID）の確認",
+        (Outcome::Http, _) => "応答とテンプレートの Ready 定義（`ready`）の突き合わせ",
+        (Outcome::DnsFailure { .. }, _) => "ホスト名と DNS 設定（ターゲットの `base_url`）の確認",
+        (Outcome::ConnectionRefused { .. }, _) => "サーバの起動状態と待ち受けポート（ターゲットの `base_url`）の確認",
+        (Outcome::ConnectFailed { .. }, _) => "ネットワーク経路（ファイアウォール・セキュリティグループ）の確認",
+        (Outcome::TlsFailure { .. }, _) => "サーバ証明書と信頼する CA（ターゲットの `tls.ca_bundle`）の確認",
+        (Outcome::ClientCertRejected { .. }, _) => {
+            "クライアント証明書（ターゲットの `identity`）がサーバの信頼する CA で発行され有効期限内かの確認"
+        }
+        (Outcome::Timeout { .. }, _) => "サーバの負荷とタイムアウト設定（`timeout_seconds`）の確認",
+        (Outcome::ProtocolError { .. }, _) => "プロキシ・ロードバランサを含む HTTP/1.1 経路の確認",
+        (Outcome::LocalError { .. }, _) => "connrun 側の入力ファイルと証跡の書き込み先の確認",
+    };
+    format!("{check}のうえ再実行し、Ready ステータスを得る")
+}
+
+/// A comparison's verdict word (`退行` / `改善` / `変化`).
+pub fn change_class_ja(label: &str) -> &str {
+    match label {
+        "regression" => "退行",
+        "improvement" => "改善",
+        "neutral" => "変化",
+        other => other,
+    }
+}
+
+/// A comparison aspect in words (`status` → `ステータス`); unknown aspects are shown as they are.
+pub fn aspect_ja(aspect: &str) -> String {
+    let known = match aspect {
+        "status" => "ステータス",
+        "outcome" => "結果",
+        "probe" => "プローブ",
+        "phase" => "フェーズ",
+        "audit.delta" => "監査件数",
+        "audit.errors" => "監査エラー",
+        "audit.state" => "監査状態",
+        "certificate.expiry" => "証明書の残日数",
+        "certificate.fingerprint" => "証明書フィンガープリント",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.to_owned();
+    }
+    match aspect.strip_prefix("latency.") {
+        Some(phase) => format!("レイテンシ（{phase}）"),
+        None => aspect.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_kind_has_a_japanese_phrase() {
+        let outcomes = [
+            Outcome::DnsFailure { message: "m".to_owned() },
+            Outcome::ConnectionRefused { message: "m".to_owned() },
+            Outcome::ConnectFailed { message: "m".to_owned() },
+            Outcome::TlsFailure { reason: "m".to_owned() },
+            Outcome::ClientCertRejected { reason: "m".to_owned() },
+            Outcome::Timeout { during: "tls".to_owned() },
+            Outcome::ProtocolError { message: "m".to_owned() },
+            Outcome::LocalError { message: "m".to_owned() },
+        ];
+        for outcome in outcomes {
+            let phrase = outcome_ja(&outcome);
+            assert!(!phrase.is_empty() && !phrase.contains(&outcome.describe()), "{phrase}");
+            assert!(phrase.chars().any(|c| c > '\u{3000}'), "{} has no Japanese: {phrase}", outcome.kind());
+        }
+        assert_eq!(outcome_ja(&Outcome::Http), "");
+    }
+
+    #[test]
+    fn the_probe_engines_check_messages_are_translated() {
+        assert_eq!(check_failure_ja("body does not contain \"x\""), "本文に \"x\" が含まれない");
+        assert_eq!(
+            check_failure_ja("body is 10 bytes, more than the allowed 5"),
+            "本文が 10 バイトで上限 5 バイトを超えた"
+        );
+        assert_eq!(check_failure_ja("JSON field /a is missing"), "JSON フィールド /a がない");
+        assert_eq!(check_failure_ja("something new"), "チェック不合格（something new）");
+    }
+
+    #[test]
+    fn a_401_points_at_the_basic_credentials() {
+        let mut probe = crate::evidence::status::sample_status().probes[0].clone();
+        probe.ready = false;
+        probe.http_status = Some(401);
+        assert!(release_condition_ja(&probe).starts_with("Basic 認証情報の確認"), "{}", release_condition_ja(&probe));
+        assert_eq!(problem_ja(&probe), "HTTP 401（認証失敗）は Ready ステータスではない");
+        assert_eq!(pending_state_ja(&probe), "Pending（HTTP 401 認証失敗）");
+    }
+}
