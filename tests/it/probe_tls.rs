@@ -439,3 +439,83 @@ fn probe_futures_can_run_on_any_worker_thread() {
 
     assert_send(&future);
 }
+
+/// A probe client with `identity` (or none), trusting the test CA.
+fn client_with(pki: &Pki, identity: Option<ClientIdentitySource>) -> ProbeClient {
+    let tls = client_tls_config(&TrustSource::CaBundle(pki.ca_bundle.clone()), identity.as_ref()).unwrap();
+    ProbeClient::new(Arc::new(tls), None, Arc::new(Redactor::new([BASIC_PASSWORD.to_owned()])))
+}
+
+/// Each way a server rejects the client's certificate, probed 32 times (4 at a time) on a multi-threaded
+/// runtime as the CLI runs. With TLS 1.3 the server's alert arrives after the client considers the handshake
+/// done, racing the request write and hyper's connection task; the foreign-CA case once read "protocol error:
+/// operation was canceled: connection was not ready" in 3 of 32 probes. Every probe must name the alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_rejection_is_classified_the_same_on_every_one_of_32_probes() {
+    use futures::StreamExt as _;
+    let pki = Pki::new();
+    let (cert, key) = pki.client_pem();
+    let expired = pki.ca.issue(&LeafSpec::client("ops-client").expired()).unwrap();
+    let (expired_cert, expired_key) = (pki.dir.path().join("expired.crt"), pki.dir.path().join("expired.key"));
+    std::fs::write(&expired_cert, expired.chain_pem()).unwrap();
+    std::fs::write(&expired_key, expired.key_pem()).unwrap();
+    let ours = Some(ClientIdentitySource::Pem { cert, key });
+    let cases = [
+        ("foreign CA, TLS 1.3", &pki.foreign_ca, false, ours.clone(), "unknown_ca"),
+        ("foreign CA, TLS 1.2", &pki.foreign_ca, true, ours, "unknown_ca"),
+        ("no certificate, TLS 1.3", &pki.ca, false, None, "certificate_required"),
+        ("no certificate, TLS 1.2", &pki.ca, true, None, "certificate_required"),
+        (
+            "expired, TLS 1.3",
+            &pki.ca,
+            false,
+            Some(ClientIdentitySource::Pem { cert: expired_cert, key: expired_key }),
+            "certificate_expired",
+        ),
+    ];
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut problems = Vec::new();
+    for (name, client_ca, tls12_only, identity, alert) in cases {
+        let cert = pki.ca.issue(&LeafSpec::loopback_server()).unwrap();
+        let port = probe_support::start(ServerKind::Tls { cert, client_ca: Some(client_ca), tls12_only }).await.port();
+        let client = client_with(&pki, identity);
+        let probes = (0..32).map(|n| {
+            let spec = spec(&format!("R{n:02}"), format!("https://127.0.0.1:{port}/ok"), 60_000);
+            let (client, dir) = (client.clone(), run_dir.path().to_owned());
+            async move { client.run(&spec, "20251119TorcaPHRSeqZ1", &dir).await }
+        });
+        let records: Vec<ProbeRecord> = futures::stream::iter(probes).buffer_unordered(4).collect().await;
+
+        let wrong: Vec<String> = records
+            .iter()
+            .filter(|r| {
+                !matches!(&r.outcome, Outcome::ClientCertRejected { reason } if reason.contains(alert)) || r.ready
+            })
+            .map(|r| format!("  {}: {}", r.id, r.outcome.describe()))
+            .collect();
+        if !wrong.is_empty() {
+            problems.push(format!(
+                "{name}: {} of 32 not \"client certificate rejected ({alert})\":\n{}",
+                wrong.len(),
+                wrong.join("\n")
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `timeout_seconds = 18446744073709551615` once panicked with "overflow when adding duration to instant":
+/// a limit that large means "no limit", never a crash.
+#[tokio::test]
+async fn a_limit_too_large_for_the_clock_is_no_limit_not_a_panic() {
+    let pki = Pki::new();
+    let cert = pki.ca.issue(&LeafSpec::loopback_server()).unwrap();
+    let addr = probe_support::start(ServerKind::Tls { cert, client_ca: None, tls12_only: false }).await;
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut spec = spec("PHR-06", format!("https://127.0.0.1:{}/ok", addr.port()), 0);
+    spec.timeout = Duration::from_secs(u64::MAX);
+
+    let record = client(&pki).run(&spec, "R", run_dir.path()).await;
+
+    assert_eq!((record.outcome, record.http_status), (Outcome::Http, Some(200)));
+}
