@@ -104,6 +104,22 @@ impl SecretRef {
         }
     }
 
+    /// Where the secret comes from, in words for messages: `environment variable NAME` or `file PATH`.
+    pub fn origin(&self) -> String {
+        match self {
+            SecretRef::Env(name) => format!("environment variable {name}"),
+            SecretRef::File(path) => format!("file {}", path.display()),
+        }
+    }
+
+    /// The key that names the secret in a targets table: `password_env` or `password_file`.
+    fn password_key(&self) -> &'static str {
+        match self {
+            SecretRef::Env(_) => "password_env",
+            SecretRef::File(_) => "password_file",
+        }
+    }
+
     /// How the secret is referenced, for run.toml (`env:NAME` or `file:PATH`).
     pub fn describe(&self) -> String {
         match self {
@@ -179,6 +195,32 @@ pub struct Target {
     pub basic: Option<BasicCredentials>,
     /// Audit database URL.
     pub audit_db_url: Option<String>,
+}
+
+impl TargetSpec {
+    /// Where the PKCS#12 password comes from, e.g. `environment variable CONNRUN_P12_PASSWORD
+    /// (targets.orca-stage.identity.password_env in targets.toml)`, for a message saying which to check.
+    pub fn p12_password_origin(&self) -> Option<String> {
+        match &self.identity {
+            Some(IdentitySpec::Pkcs12 { password, .. }) => Some(self.origin_of(password, "identity")),
+            _ => None,
+        }
+    }
+
+    /// Where the Basic password comes from, in the same words as [`TargetSpec::p12_password_origin`].
+    pub fn basic_password_origin(&self) -> Option<String> {
+        self.basic.as_ref().map(|(_, password)| self.origin_of(password, "basic"))
+    }
+
+    fn origin_of(&self, secret: &SecretRef, table: &str) -> String {
+        format!(
+            "{} (targets.{}.{table}.{} in {})",
+            secret.origin(),
+            self.name,
+            secret.password_key(),
+            self.file.display()
+        )
+    }
 }
 
 impl std::fmt::Debug for Target {
@@ -309,6 +351,7 @@ impl Targets {
             Some(IdentitySpec::Pkcs12 { path, password }) => Some(ClientIdentitySource::Pkcs12 {
                 path: path.clone(),
                 password: secret("identity.password", password)?,
+                password_from: spec.p12_password_origin(),
             }),
             Some(IdentitySpec::Pem { cert, key }) => {
                 Some(ClientIdentitySource::Pem { cert: cert.clone(), key: key.clone() })

@@ -35,6 +35,7 @@ async fn input(pki: &Pki, client_ca_of_server: &devpki::Authority) -> PreflightI
         identity: Some(ClientIdentitySource::Pkcs12 {
             path: pki.client_p12(Pkcs12Flavor::Modern),
             password: P12_PASSWORD.to_owned(),
+            password_from: None,
         }),
         audit_db_url: Some(audit_file(pki).await),
         readyz_url: Some(format!("https://localhost:{}/readyz", addr.port())),
@@ -71,6 +72,7 @@ async fn rejected_client_certificate_wrong_password_and_missing_audit_db_are_nam
     wrong_password.identity = Some(ClientIdentitySource::Pkcs12 {
         path: pki.client_p12(Pkcs12Flavor::Legacy3Des),
         password: "nope".to_owned(),
+        password_from: None,
     });
 
     let rejected = preflight(&rejecting).await;
