@@ -20,6 +20,7 @@ mod parity_servers;
 mod phase_f_full;
 mod probe_preflight;
 mod probe_tls;
+mod probe_tls_rejection;
 mod report_demo_snapshot;
 mod report_html_browser;
 mod report_markdown;
