@@ -67,8 +67,11 @@ pub enum Command {
     /// Work with run templates.
     #[command(subcommand, after_help = "Example:\n  connrun templates check")]
     Templates(TemplatesCommand),
-    /// Check a target before a run: identity, certificates, CA, TCP/TLS, audit database, readyz.
-    #[command(after_help = "Example:\n  connrun preflight --target orca-stage")]
+    /// Check a target before a run: identity, certificates, CA, TCP/TLS, Basic credentials, audit database
+    /// and tables, readyz.
+    #[command(
+        after_help = "Examples:\n  connrun preflight --target orca-stage\n  connrun preflight --target orca-stage --template phr-seq"
+    )]
     Preflight(PreflightArgs),
     /// The whole job on this machine: start phr-server on loopback with generated certificates, run phr-seq.
     #[command(
@@ -173,6 +176,11 @@ pub struct PreflightArgs {
     /// Target name in the targets file.
     #[arg(long)]
     pub target: String,
+    /// Check what this template's run needs: its server-info request (path, headers, Ready statuses) for
+    /// the Basic check and its audit SQL files for the audit check. Without it preflight requests
+    /// /openDolphin/resources/serverinfo/claim/conn and checks d_audit_event (trace_id, action, outcome).
+    #[arg(long)]
+    pub template: Option<String>,
 }
 
 /// `connrun pki …`.

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::cli::args::{Cli, Command, GlobalArgs, NewArgs, PkiCommand, RunArgs, TemplatesCommand};
+use crate::cli::args::{Cli, Command, GlobalArgs, NewArgs, PkiCommand, PreflightArgs, RunArgs, TemplatesCommand};
 use crate::cli::error::{CliError, Verdict};
 use crate::cli::output::{emit, load_target, load_template, print_outcome};
 use crate::cli::{demo, pki, routine, schedule, weekly};
@@ -31,7 +31,7 @@ pub fn dispatch(cli: Cli) -> Result<Verdict, CliError> {
         }
         Command::Verify(args) => verify(global, &args.run_id),
         Command::Templates(TemplatesCommand::Check) => templates_check(global),
-        Command::Preflight(args) => runtime()?.block_on(preflight(global, &args.target)),
+        Command::Preflight(args) => runtime()?.block_on(preflight(global, &args)),
         Command::Demo(args) => runtime()?.block_on(demo::demo(global, &args)),
         Command::Pki(PkiCommand::Init(args)) => pki::init(global, &args),
         Command::Weekly(args) => weekly::weekly(global, &args),
@@ -141,11 +141,25 @@ fn read_reserved_template(dir: &Path) -> Result<String, CliError> {
     Ok(reservation.template)
 }
 
-async fn preflight(global: &GlobalArgs, target_name: &str) -> Result<Verdict, CliError> {
-    let target = load_target(global, target_name)?;
-    let results = preflight::preflight(&PreflightInput::for_target(&target, preflight::DEFAULT_TIMEOUT)).await;
+/// `connrun preflight`: the target's checks, with `--template` those of that template's run.
+async fn preflight(global: &GlobalArgs, args: &PreflightArgs) -> Result<Verdict, CliError> {
+    let target = load_target(global, &args.target)?;
+    let input = match &args.template {
+        None => PreflightInput::for_target(&target, preflight::DEFAULT_TIMEOUT),
+        Some(name) => {
+            let template = load_template(global, name)?;
+            // A provisional RUN_ID only resolves the plan; the request's trace id is preflight's own.
+            let plan = Plan::build(&template, &target, &RunId::timestamp_now())?;
+            PreflightInput::for_plan(&plan, preflight::DEFAULT_TIMEOUT).outside_a_run()
+        }
+    };
+    let results = preflight::preflight(&input).await;
     let ok = results.iter().all(|r| r.ok);
-    let mut text = format!("preflight {} ({})\n", target.spec.name, target.spec.base_url);
+    let mut text = format!("preflight {} ({})", target.spec.name, target.spec.base_url);
+    if let Some(name) = &args.template {
+        text.push_str(&format!(" for template {name}"));
+    }
+    text.push('\n');
     for result in &results {
         text.push_str(&format!(
             "  {} {:<18} {}\n",
@@ -155,7 +169,8 @@ async fn preflight(global: &GlobalArgs, target_name: &str) -> Result<Verdict, Cl
         ));
     }
     text.push_str(if ok { "result: OK\n" } else { "result: PROBLEM\n" });
-    emit(global, &json!({ "target": target.spec.name, "ok": ok, "checks": results }), &text)?;
+    let value = json!({ "target": target.spec.name, "template": args.template, "ok": ok, "checks": results });
+    emit(global, &value, &text)?;
     Ok(Verdict::from_ok(ok))
 }
 

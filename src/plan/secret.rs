@@ -26,6 +26,22 @@ impl SecretRef {
         }
     }
 
+    /// Where the secret comes from, in words for messages: `environment variable NAME` or `file PATH`.
+    pub fn origin(&self) -> String {
+        match self {
+            SecretRef::Env(name) => format!("environment variable {name}"),
+            SecretRef::File(path) => format!("file {}", path.display()),
+        }
+    }
+
+    /// The key that names the secret in a targets table: `password_env` or `password_file`.
+    pub(crate) fn password_key(&self) -> &'static str {
+        match self {
+            SecretRef::Env(_) => "password_env",
+            SecretRef::File(_) => "password_file",
+        }
+    }
+
     /// How the secret is referenced, for run.toml (`env:NAME` or `file:PATH`).
     pub fn describe(&self) -> String {
         match self {

@@ -163,6 +163,32 @@ pub struct Target {
     pub audit_db_url: Option<String>,
 }
 
+impl TargetSpec {
+    /// Where the PKCS#12 password comes from, e.g. `environment variable CONNRUN_P12_PASSWORD
+    /// (targets.orca-stage.identity.password_env in targets.toml)`, for a message saying which to check.
+    pub fn p12_password_origin(&self) -> Option<String> {
+        match &self.identity {
+            Some(IdentitySpec::Pkcs12 { password, .. }) => Some(self.origin_of(password, "identity")),
+            _ => None,
+        }
+    }
+
+    /// Where the Basic password comes from, in the same words as [`TargetSpec::p12_password_origin`].
+    pub fn basic_password_origin(&self) -> Option<String> {
+        self.basic.as_ref().map(|(_, password)| self.origin_of(password, "basic"))
+    }
+
+    fn origin_of(&self, secret: &SecretRef, table: &str) -> String {
+        format!(
+            "{} (targets.{}.{table}.{} in {})",
+            secret.origin(),
+            self.name,
+            secret.password_key(),
+            self.file.display()
+        )
+    }
+}
+
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target").field("spec", &self.spec).finish_non_exhaustive()
@@ -291,6 +317,7 @@ impl Targets {
             Some(IdentitySpec::Pkcs12 { path, password }) => Some(ClientIdentitySource::Pkcs12 {
                 path: path.clone(),
                 password: secret("identity.password", password)?,
+                password_from: spec.p12_password_origin(),
             }),
             Some(IdentitySpec::Pem { cert, key }) => {
                 Some(ClientIdentitySource::Pem { cert: cert.clone(), key: key.clone() })

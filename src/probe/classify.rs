@@ -3,7 +3,10 @@
 //! The seed logs are full of "curl: (35)" style dead ends; here each failure gets a named kind and a human
 //! reason: which certificate check failed, which alert the server sent, which phase timed out. With TLS 1.3
 //! the server judges the client certificate after the client considers the handshake done, so a rejection
-//! shows up on the first read of the response: errors from hyper are searched for a rustls alert too.
+//! shows up on the first read of the response: errors from hyper are searched for a rustls alert too. That
+//! alert races the request, so the classification must not depend on who wins: when hyper only says the
+//! connection went away, the connection task's own error is classified (`exchange.rs`), and a write that
+//! fails on the closed connection first reads the alert waiting behind it (`wire.rs`).
 
 use std::error::Error as StdError;
 use std::io;

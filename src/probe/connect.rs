@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -22,6 +22,22 @@ use crate::probe::certinfo;
 /// Milliseconds since `since`, as recorded in timings.
 pub fn elapsed_ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// The longest limit a deadline keeps (30 years, tokio's own "far future"); longer ones mean "never".
+pub const LONGEST_LIMIT: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// The instant `timeout` after `start`, for the phases' deadlines. A limit beyond [`LONGEST_LIMIT`] (e.g.
+/// `timeout_seconds = 18446744073709551615`) is cut to it, and one the clock still cannot add is halved until
+/// it fits, so no input can make it panic.
+pub fn deadline(start: Instant, timeout: Duration) -> tokio::time::Instant {
+    let mut limit = timeout.min(LONGEST_LIMIT);
+    loop {
+        if let Some(at) = start.checked_add(limit) {
+            return tokio::time::Instant::from_std(at);
+        }
+        limit /= 2;
+    }
 }
 
 /// Resolves `host:port`; an IP literal resolves to itself.

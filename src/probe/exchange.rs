@@ -41,23 +41,78 @@ pub struct Exchange<'a> {
 /// The response body as JSON when the exchange was asked to keep it; the error says why there is none.
 pub type KeptJson = Result<serde_json::Value, String>;
 
-/// Aborts the spawned hyper connection task when the probe is done, whatever way it ends.
-struct AbortOnDrop(JoinHandle<()>);
-
 /// A response whose head has arrived and whose body is still on the wire.
-struct PendingResponse {
+pub(crate) struct PendingResponse {
     /// Status and headers.
-    head: http::response::Parts,
+    pub head: http::response::Parts,
     /// The body stream.
-    body: hyper::body::Incoming,
-    /// Keeps the connection task alive until the body is read.
-    _connection: AbortOnDrop,
+    pub body: hyper::body::Incoming,
+    /// Keeps the connection task alive until the body is read, and tells why the body broke off.
+    pub connection: Connection,
 }
 
-impl Drop for AbortOnDrop {
+/// The spawned hyper connection task of one exchange: aborted when the exchange is done, whatever way it
+/// ends, and joined when a request or body fails, because only the task holds the real cause.
+///
+/// With TLS 1.3 the server judges the client certificate after the client considers the handshake done.
+/// Its alert then races the request: when the task reads it first, the task ends with the rustls error
+/// and `send_request` only learns "operation was canceled: connection was not ready" (or "connection
+/// closed"). Classifying the task's error instead makes the outcome the same whichever side wins.
+pub(crate) struct Connection(JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for Connection {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+impl Connection {
+    /// The outcome of a request or body that failed with `error`: a TLS verdict found in it or in the
+    /// connection task's own error wins over the generic "canceled" or "closed" message.
+    async fn explain(&mut self, error: &hyper::Error, deadline: tokio::time::Instant) -> Outcome {
+        let reported = classify::http_error(error);
+        if !matches!(reported, Outcome::ProtocolError { .. }) {
+            return reported;
+        }
+        // The request failed, so the task is ending (hyper closes a connection after any failure); the
+        // deadline only guards against a task that does not.
+        match timeout_at(deadline, &mut self.0).await {
+            Ok(Ok(Err(cause))) => match classify::http_error(&cause) {
+                verdict @ (Outcome::TlsFailure { .. } | Outcome::ClientCertRejected { .. }) => verdict,
+                _ if error.is_canceled() => classify::http_error(&cause),
+                _ => reported,
+            },
+            Ok(Ok(Ok(()))) if error.is_canceled() => Outcome::ProtocolError {
+                message: "the server closed the connection before the request was sent".to_owned(),
+            },
+            _ => reported,
+        }
+    }
+}
+
+/// Sends `request` on a fresh HTTP/1.1 connection over `stream` and waits for the response head. Every
+/// failure comes back as an [`Outcome`], classified from the connection's real cause (see [`Connection`]).
+pub(crate) async fn send_over(
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    request: http::Request<RequestBody>,
+    log: &SharedWireLog,
+    deadline: tokio::time::Instant,
+) -> Result<PendingResponse, Outcome> {
+    let io = TokioIo::new(TeeIo::new(stream, log.clone()));
+    let handshake = hyper::client::conn::http1::Builder::new().title_case_headers(true).handshake(io);
+    let (mut sender, connection) = match timeout_at(deadline, handshake).await {
+        Err(_) => return Err(Outcome::Timeout { during: "response".to_owned() }),
+        Ok(Err(e)) => return Err(classify::http_error(&e)),
+        Ok(Ok(pair)) => pair,
+    };
+    let mut connection = Connection(tokio::spawn(connection));
+    let response = match timeout_at(deadline, sender.send_request(request)).await {
+        Err(_) => return Err(Outcome::Timeout { during: "response".to_owned() }),
+        Ok(Err(e)) => return Err(connection.explain(&e, deadline).await),
+        Ok(Ok(response)) => response,
+    };
+    let (head, body) = response.into_parts();
+    Ok(PendingResponse { head, body, connection })
 }
 
 impl Exchange<'_> {
@@ -87,7 +142,7 @@ impl Exchange<'_> {
         started: Instant,
     ) -> Result<KeptJson, Outcome> {
         let spec = self.spec;
-        let deadline = tokio::time::Instant::from_std(started + spec.timeout);
+        let deadline = connect::deadline(started, spec.timeout);
         let endpoint = request::endpoint(&spec.url)?;
         let (request, body_length) = request::build(spec, &endpoint, self.basic).await?;
         record.request_body_bytes = body_length;
@@ -171,7 +226,7 @@ impl Exchange<'_> {
         outcome
     }
 
-    /// Sends the request on a fresh HTTP/1.1 connection and waits for the response head.
+    /// Sends the request on a fresh HTTP/1.1 connection, waits for the response head and records it.
     async fn send(
         &self,
         request: http::Request<RequestBody>,
@@ -180,32 +235,17 @@ impl Exchange<'_> {
         deadline: tokio::time::Instant,
         record: &mut ProbeRecord,
     ) -> Result<PendingResponse, Outcome> {
-        let io = TokioIo::new(TeeIo::new(stream, log.clone()));
-        let handshake = hyper::client::conn::http1::Builder::new().title_case_headers(true).handshake(io);
-        let (mut sender, connection) = match timeout_at(deadline, handshake).await {
-            Err(_) => return Err(Outcome::Timeout { during: "response".to_owned() }),
-            Ok(Err(e)) => return Err(classify::http_error(&e)),
-            Ok(Ok(pair)) => pair,
-        };
-        // The connection's own error duplicates the one send_request reports, so it is not kept.
-        let driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
-        let response = match timeout_at(deadline, sender.send_request(request)).await {
-            Err(_) => return Err(Outcome::Timeout { during: "response".to_owned() }),
-            Ok(Err(e)) => return Err(classify::http_error(&e)),
-            Ok(Ok(response)) => response,
-        };
+        let response = send_over(stream, request, log, deadline).await?;
         {
             let log = log.lock();
             if let (Some(sent), Some(received)) = (log.first_sent, log.first_received) {
                 record.timings.ttfb_ms = received.saturating_duration_since(sent).as_secs_f64() * 1000.0;
             }
         }
-        let (head, body) = response.into_parts();
-        record.http_status = Some(head.status.as_u16());
+        record.http_status = Some(response.head.status.as_u16());
         // Names as received (HTTP/1.1 names are case-insensitive; hyper hands them over in lower case).
-        record.response_headers = head
+        record.response_headers = response
+            .head
             .headers
             .iter()
             .map(|(name, value)| {
@@ -213,7 +253,7 @@ impl Exchange<'_> {
                 (name.as_str().to_owned(), self.redactor.header(name.as_str(), &value))
             })
             .collect();
-        Ok(PendingResponse { head, body, _connection: driver })
+        Ok(response)
     }
 
     /// Streams the body to disk and through the body checks.
@@ -224,7 +264,7 @@ impl Exchange<'_> {
         dump_dir: &Path,
         deadline: tokio::time::Instant,
     ) -> Result<KeptJson, Outcome> {
-        let PendingResponse { head, mut body, _connection } = response;
+        let PendingResponse { head, mut body, mut connection } = response;
         let content_type = head.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let mut sink = BodySink::new(dump_dir, content_type, self.redactor);
         let mut checks = BodyChecks::new(&self.spec.body_checks);
@@ -235,7 +275,7 @@ impl Exchange<'_> {
             let frame = match timeout_at(deadline, body.frame()).await {
                 Err(_) => break Err(Outcome::Timeout { during: "body".to_owned() }),
                 Ok(None) => break Ok(()),
-                Ok(Some(Err(e))) => break Err(classify::http_error(&e)),
+                Ok(Some(Err(e))) => break Err(connection.explain(&e, deadline).await),
                 Ok(Some(Ok(frame))) => frame,
             };
             if let Ok(data) = frame.into_data() {

@@ -24,6 +24,9 @@ pub enum ClientIdentitySource {
         path: PathBuf,
         /// Its password (a secret: never printed, see the Debug impl).
         password: String,
+        /// Where the password was read from (e.g. `environment variable CONNRUN_P12_PASSWORD (targets…)`),
+        /// so a password that does not open the file says which to check; `None` when there is no name.
+        password_from: Option<String>,
     },
     /// A PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or SEC1).
     Pem {
@@ -135,7 +138,9 @@ pub fn client_tls_config(
 /// Decodes a client identity from PKCS#12 or PEM files.
 pub fn load_identity(source: &ClientIdentitySource) -> Result<ClientIdentity, IdentityError> {
     match source {
-        ClientIdentitySource::Pkcs12 { path, password } => load_pkcs12(path, password),
+        ClientIdentitySource::Pkcs12 { path, password, password_from } => {
+            load_pkcs12(path, password, password_from.as_deref())
+        }
         ClientIdentitySource::Pem { cert, key } => load_pem_identity(cert, key),
     }
 }
@@ -171,10 +176,15 @@ fn identity_path(source: &ClientIdentitySource) -> &Path {
     }
 }
 
-fn load_pkcs12(path: &Path, password: &str) -> Result<ClientIdentity, IdentityError> {
+fn load_pkcs12(path: &Path, password: &str, password_from: Option<&str>) -> Result<ClientIdentity, IdentityError> {
     let der = std::fs::read(path).map_err(|source| IdentityError::Unreadable { path: path.to_owned(), source })?;
-    let store = KeyStore::from_pkcs12(&der, password, Pkcs12ImportPolicy::Relaxed)
-        .map_err(|e| IdentityError::invalid(path, describe_pkcs12_error(&e)))?;
+    let store = KeyStore::from_pkcs12(&der, password, Pkcs12ImportPolicy::Relaxed).map_err(|e| {
+        let mut problem = describe_pkcs12_error(&e);
+        if let Some(from) = password_from.filter(|_| problem.contains("wrong password")) {
+            problem.push_str(&format!("; the password was read from {from}: check that it holds this file's password"));
+        }
+        IdentityError::invalid(path, problem)
+    })?;
     let Some((_alias, key_chain)) = store.private_key_chain() else {
         return Err(IdentityError::invalid(path, "no private key in the PKCS#12 file (certificates only?)"));
     };

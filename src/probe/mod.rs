@@ -17,7 +17,7 @@ mod checks;
 pub(crate) mod classify;
 pub(crate) mod connect;
 mod dump;
-mod exchange;
+pub(crate) mod exchange;
 pub mod identity;
 pub mod placeholder;
 pub mod poll;

@@ -4,7 +4,8 @@
 //! The tee sits between hyper and tokio-rustls, so it sees the HTTP/1.1 bytes exactly as sent and received
 //! (request line, headers, chunked framing, body). To keep memory flat on large transfers it keeps only the
 //! first [`CAPTURE_LIMIT`] bytes per direction and counts the rest. Informational lines (resolved address,
-//! TLS parameters, failures) go into the same timeline so the trace reads in order.
+//! TLS parameters, failures) go into the same timeline so the trace reads in order. Because it sits on the
+//! TLS stream, it is also where a failed write looks for the TLS alert that explains it.
 
 use std::io;
 use std::pin::Pin;
@@ -138,17 +139,50 @@ impl<S: AsyncRead + Unpin> AsyncRead for TeeIo<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for TeeIo<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(written)) = polled {
-            self.log.lock().record(Direction::Sent, &buf[..written]);
+impl<S: AsyncRead + Unpin> TeeIo<S> {
+    /// After a failed write, reads what the peer sent before it went away. With TLS that is the alert that
+    /// says why (e.g. the client certificate was rejected, which TLS 1.3 reports after the handshake); a
+    /// write that meets the closed connection first would otherwise hide it behind "broken pipe" or
+    /// "connection reset", depending on timing. Returns the read's error when it carries a rustls error.
+    fn pending_tls_error(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let mut scratch = [0u8; 1024];
+        // Bounded: a peer that keeps sending plaintext after our write failed gets a few reads, not a loop.
+        for _ in 0..16 {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Err(e)) if carries_tls_error(&e) => return Some(e),
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    self.log.lock().record(Direction::Received, buf.filled());
+                }
+                _ => return None,
+            }
         }
-        polled
+        None
+    }
+}
+
+/// Whether an io error wraps a rustls error (tokio-rustls reports TLS failures, alerts included, this way).
+fn carries_tls_error(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TeeIo<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(written)) => {
+                self.log.lock().record(Direction::Sent, &buf[..written]);
+                Poll::Ready(Ok(written))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.pending_tls_error(cx).unwrap_or(e))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.pending_tls_error(cx).unwrap_or(e))),
+            other => other,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -176,6 +210,53 @@ mod tests {
         assert_eq!(log.captured(Direction::Sent), b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(log.captured(Direction::Received), &buf[..n]);
         assert!(log.first_sent.unwrap() <= log.first_received.unwrap());
+    }
+
+    /// A stream whose writes fail as on a connection the server reset, with the server's alert still
+    /// unread: what a client meets when its request races a TLS 1.3 client-certificate rejection.
+    struct ResetAfterAlert;
+
+    impl AsyncRead for ResetAfterAlert {
+        fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            let alert = rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate);
+            Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, alert)))
+        }
+    }
+
+    impl AsyncWrite for ResetAfterAlert {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::Error::from(io::ErrorKind::ConnectionReset)))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Err(io::Error::from(io::ErrorKind::BrokenPipe)))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_reports_the_tls_alert_waiting_to_be_read() {
+        let mut tee = TeeIo::new(ResetAfterAlert, SharedWireLog::default());
+
+        let written = tee.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap_err();
+        let flushed = tee.flush().await.unwrap_err();
+
+        for error in [written, flushed] {
+            let inner = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+            assert_eq!(inner, Some(&rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate)));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_without_an_alert_keeps_its_own_error() {
+        let (client, server) = tokio::io::duplex(64);
+        drop(server);
+        let mut tee = TeeIo::new(client, SharedWireLog::default());
+
+        let error = tee.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap_err();
+
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
     }
 
     #[test]

@@ -247,7 +247,7 @@ impl AuditSession {
 
 /// Runs the preflight checks and logs which failed.
 async fn run_preflight(plan: &Plan, log: &EventLog) -> Result<Vec<CheckResult>, RunError> {
-    let input = preflight::PreflightInput::for_target(&plan.target, preflight::DEFAULT_TIMEOUT);
+    let input = preflight::PreflightInput::for_plan(plan, preflight::DEFAULT_TIMEOUT);
     let checks = preflight::preflight(&input).await;
     let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
     log.event("preflight_finished", json!({ "checks": checks.len(), "failed": failed }))?;

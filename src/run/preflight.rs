@@ -1,28 +1,40 @@
 //! Preflight: everything that must hold before a run is worth starting (HARNESS.md §7, issue item 9).
 //!
-//! The seed logs lost days to a PKCS#12 password, an expired certificate and a CA nobody had imported,
-//! each found only when the first curl failed. Preflight checks them one by one and says which one is
-//! wrong: the client identity decodes (and its key matches), its validity and fingerprint, the CA bundle,
-//! TCP connect, the TLS handshake with the server's chain (and whether the server then accepts our client
-//! certificate, which TLS 1.3 only reveals after the handshake), the audit database, and `/readyz`.
-//! It is defined over plain parameters so callers can build it from any target description.
+//! The seed logs lost days to a PKCS#12 password, an expired certificate, a CA nobody had imported and a
+//! Basic password that had been rotated, each found only when the first curl failed. Preflight checks what
+//! the run will need, one thing at a time, and says which one is wrong and where its value came from: the
+//! client identity decodes (and its key matches), its validity and fingerprint, the CA bundle, TCP connect,
+//! the TLS handshake with the server's chain, one authenticated request over that same connection (which also
+//! shows whether the server accepts our client certificate, something TLS 1.3 only reveals after the
+//! handshake), the audit database and the tables and columns the run's SQL reads, and `/readyz`.
+//!
+//! Each check reports on what it really used: the host and port it connected to, the URL it requested, the
+//! SQL files it ran. A check that could not run because an earlier one failed is left out rather than
+//! reported. The inputs are plain values so callers can build them from a plan, a target or a test.
+
+mod audit;
+mod connection;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::timeout_at;
-
-use crate::audit::{AuditDb, masked_url};
-use crate::evidence::{CertFacts, CheckResult, Outcome};
-use crate::probe::certinfo;
+use crate::evidence::{CertFacts, CheckResult};
+use crate::plan::Plan;
+use crate::plan::target::Target;
 use crate::probe::identity::{ClientIdentitySource, TrustSource, client_tls_config, load_identity, load_trust};
-use crate::probe::{classify, connect, request};
+use crate::probe::{BasicCredentials, certinfo, connect};
 
-/// A client certificate closer than this to its end of validity gets a renewal warning.
+pub use audit::{DEFAULT_SCHEMA_SQL, SchemaQuery};
+
 /// Limit for each preflight network check when the target sets no timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The request preflight authenticates with when the template names no server-info probe (or there is no
+/// template): the server-info path of PHR_API.md §3, which takes mTLS and Basic like every PHR call, answers
+/// a few bytes of configuration and touches no patient data. It writes one `SERVER_INFO_FETCH` audit row.
+pub const DEFAULT_AUTH_PATH: &str = "/openDolphin/resources/serverinfo/claim/conn";
+
+/// A client certificate closer than this to its end of validity gets a renewal warning.
 const RENEW_WARNING_DAYS: i64 = 30;
 
 /// What to check.
@@ -40,11 +52,36 @@ pub struct PreflightInput {
     pub readyz_url: Option<String>,
     /// Limit for each network check.
     pub timeout: Duration,
+    /// The authenticated request sent over the checked TLS connection.
+    pub auth: AuthRequest,
+    /// The SQL that must run on the audit database without error: the run's queries, or the built-in check.
+    pub audit_queries: Vec<SchemaQuery>,
+}
+
+/// The one authenticated request of preflight (the `basic_auth` check).
+#[derive(Clone)]
+pub struct AuthRequest {
+    /// Path and query on the base URL, e.g. [`DEFAULT_AUTH_PATH`] or the template's server-info path.
+    pub path: String,
+    /// Headers to send (the template's and the target's, with a preflight X-Trace-Id).
+    pub headers: Vec<(String, String)>,
+    /// The target's Basic credentials, if it has any.
+    pub basic: Option<BasicCredentials>,
+    /// Where the Basic password was read from, named when the server refuses it.
+    pub password_from: Option<String>,
+    /// Statuses that mean the request went through (the server-info probe's Ready statuses; 200 by default).
+    pub accepted: Vec<u16>,
 }
 
 impl PreflightInput {
-    /// The checks for a resolved target (secrets already read).
-    pub fn for_target(target: &crate::plan::target::Target, timeout: Duration) -> Self {
+    /// The checks `connrun preflight --target X` runs without a template: the default authenticated request
+    /// and the built-in audit table check ([`DEFAULT_SCHEMA_SQL`]).
+    pub fn for_target(target: &Target, timeout: Duration) -> Self {
+        let mut headers = target.spec.headers.clone();
+        set_header(&mut headers, "X-Trace-Id", &standalone_trace_id());
+        if let Some(facility) = basic_user_facility(target) {
+            add_header(&mut headers, "X-Facility-Id", &facility);
+        }
         Self {
             base_url: target.spec.base_url.clone(),
             trust: target.spec.trust.clone(),
@@ -52,7 +89,63 @@ impl PreflightInput {
             audit_db_url: target.audit_db_url.clone(),
             readyz_url: target.spec.readyz_url.clone(),
             timeout: target.spec.timeout.unwrap_or(timeout),
+            auth: AuthRequest {
+                path: DEFAULT_AUTH_PATH.to_owned(),
+                headers,
+                basic: target.basic.clone(),
+                password_from: target.spec.basic_password_origin(),
+                accepted: vec![200],
+            },
+            audit_queries: vec![SchemaQuery::built_in()],
         }
+    }
+
+    /// The checks of a run's preflight: the template's server-info request (its path, headers and Ready
+    /// statuses) with X-Trace-Id `<RUN_ID>-preflight`, and each of the template's audit queries on an empty
+    /// time window.
+    pub fn for_plan(plan: &Plan, timeout: Duration) -> Self {
+        let mut input = Self::for_target(&plan.target, timeout);
+        let trace_id = format!("{}-preflight", plan.run_id);
+        match &plan.serverinfo {
+            Some(spec) => {
+                input.auth.path = crate::probe::request::endpoint(&spec.url)
+                    .map_or_else(|_| DEFAULT_AUTH_PATH.to_owned(), |endpoint| endpoint.target);
+                input.auth.headers = spec.headers.clone();
+                input.auth.accepted = spec.ready_statuses.clone();
+            }
+            None => {
+                if let Some(facility) = plan.variables.get("facility") {
+                    add_header(&mut input.auth.headers, "X-Facility-Id", facility);
+                }
+            }
+        }
+        set_header(&mut input.auth.headers, "X-Trace-Id", &trace_id);
+        input.audit_queries = audit::plan_queries(plan);
+        input
+    }
+
+    /// The same checks outside a run (`connrun preflight --template T`): the request's X-Trace-Id becomes
+    /// `connrun-preflight-<UTC time>` and no X-Run-Id claims a run that does not exist.
+    pub fn outside_a_run(mut self) -> Self {
+        self.auth.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("X-Run-Id"));
+        set_header(&mut self.auth.headers, "X-Trace-Id", &standalone_trace_id());
+        self
+    }
+
+    /// Every secret value of the input, masked in whatever a check quotes from the server.
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        if let Some(ClientIdentitySource::Pkcs12 { password, .. }) = &self.identity {
+            secrets.push(password.clone());
+        }
+        if let Some(basic) = &self.auth.basic {
+            secrets.push(basic.password.clone());
+        }
+        if let Some(password) = self.audit_db_url.as_deref().and_then(crate::plan::target::url_password) {
+            secrets.push(password);
+        }
+        secrets.retain(|s| !s.is_empty());
+        secrets
     }
 }
 
@@ -62,9 +155,36 @@ impl std::fmt::Debug for PreflightInput {
             .field("base_url", &self.base_url)
             .field("trust", &self.trust)
             .field("identity", &self.identity)
-            .field("audit_db_url", &self.audit_db_url.as_deref().map(masked_url))
+            .field("audit_db_url", &self.audit_db_url.as_deref().map(crate::audit::masked_url))
             .field("readyz_url", &self.readyz_url)
+            .field("auth_path", &self.auth.path)
+            .field("audit_queries", &self.audit_queries.len())
             .finish()
+    }
+}
+
+/// `connrun-preflight-20251119T013000Z`: joins no run's audit rows, and says when and what it was.
+fn standalone_trace_id() -> String {
+    format!("connrun-preflight-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"))
+}
+
+/// The facility of a Basic user written `F001:ops` (PHR_API.md §1), which phr-server also wants as
+/// X-Facility-Id; the shipped templates send it from their `facility` variable.
+fn basic_user_facility(target: &Target) -> Option<String> {
+    let (user, _) = target.spec.basic.as_ref()?;
+    user.split_once(':').map(|(facility, _)| facility.to_owned()).filter(|f| !f.is_empty())
+}
+
+/// Replaces the header `name` (any case) or adds it.
+fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
+    headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    headers.push((name.to_owned(), value.to_owned()));
+}
+
+/// Adds the header `name` unless one is already there.
+fn add_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        headers.push((name.to_owned(), value.to_owned()));
     }
 }
 
@@ -72,14 +192,19 @@ impl std::fmt::Debug for PreflightInput {
 pub async fn preflight(input: &PreflightInput) -> Vec<CheckResult> {
     let mut results = identity_checks(input.identity.as_ref());
     results.push(trust_check(&input.trust));
-    let config = client_tls_config(&input.trust, input.identity.as_ref());
-    let config = match config {
-        Ok(config) => Ok(Arc::new(config)),
-        Err(e) => Err(e.to_string()),
-    };
-    results.extend(connection_checks(input, config.clone()).await);
+    // An error already reported by the identity or trust check is only referred to by the checks that need it.
+    let reported = results.iter().any(|r| !r.ok);
+    let config = client_tls_config(&input.trust, input.identity.as_ref()).map(Arc::new).map_err(|e| {
+        if reported {
+            "no TLS configuration, because the identity or trust check failed".to_owned()
+        } else {
+            format!("no TLS configuration: {e}")
+        }
+    });
+    let redactor = crate::redact::Redactor::new(input.secrets());
+    results.extend(connection::checks(input, config.clone(), &redactor).await);
     if let Some(url) = &input.audit_db_url {
-        results.push(audit_check(url).await);
+        results.extend(audit::checks(url, &input.audit_queries).await);
     }
     if let Some(url) = &input.readyz_url {
         results.push(readyz_check(url, config, input.timeout).await);
@@ -145,104 +270,16 @@ fn trust_check(trust: &TrustSource) -> CheckResult {
     }
 }
 
-/// TCP connect, TLS handshake, then one HEAD request to learn whether the server accepts our certificate.
-async fn connection_checks(
-    input: &PreflightInput,
-    config: Result<Arc<rustls::ClientConfig>, String>,
-) -> Vec<CheckResult> {
-    let endpoint = match request::endpoint(&input.base_url) {
-        Ok(endpoint) => endpoint,
-        Err(outcome) => return vec![CheckResult::new("tcp_connect", false, outcome.describe())],
-    };
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started + input.timeout);
-    let log = crate::probe::wire::SharedWireLog::default();
-    let tcp = match connect::resolve(&endpoint.host, endpoint.port, deadline).await {
-        Ok(addrs) => connect::tcp_connect(&addrs, deadline, &log).await,
-        Err(outcome) => Err(outcome),
-    };
-    let tcp = match tcp {
-        Ok(tcp) => tcp,
-        Err(outcome) => return vec![CheckResult::new("tcp_connect", false, outcome.describe())],
-    };
-    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| endpoint.authority.clone());
-    let connected =
-        CheckResult::new("tcp_connect", true, format!("connected to {peer} in {:.1} ms", connect::elapsed_ms(started)));
-    let config = match config {
-        Ok(config) => config,
-        Err(e) => {
-            return vec![connected, CheckResult::new("tls_handshake", false, format!("no TLS configuration: {e}"))];
-        }
-    };
-    let handshake = match connect::tls_handshake(config, &endpoint.host, tcp, deadline).await {
-        Ok(handshake) => handshake,
-        Err(outcome) => return vec![connected, CheckResult::new("tls_handshake", false, outcome.describe())],
-    };
-    let facts = &handshake.facts;
-    let mut detail =
-        format!("{} {} ALPN {}", facts.version, facts.cipher_suite, facts.alpn.as_deref().unwrap_or("none"));
-    if let Some(leaf) = handshake.chain.first() {
-        detail.push_str(&format!("; server {} ({} days left, SHA-256 {})", leaf.subject, leaf.days_left, leaf.sha256));
-    }
-    let chain = handshake.chain.clone();
-    let accepted = first_response_byte(handshake.stream, &endpoint.authority, deadline).await;
-    let mut tls = match accepted {
-        Ok(()) => {
-            CheckResult::new("tls_handshake", true, format!("{detail}; the server answered over this connection"))
-        }
-        Err(outcome) => CheckResult::new("tls_handshake", false, format!("{detail}; then: {}", outcome.describe())),
-    };
-    tls.certificates = chain;
-    vec![connected, tls]
-}
-
-/// Sends `HEAD /` and waits for the first byte of the answer: with TLS 1.3 a rejected client certificate
-/// only shows here, as an alert on the first read.
-async fn first_response_byte(
-    mut stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    authority: &str,
-    deadline: tokio::time::Instant,
-) -> Result<(), Outcome> {
-    let request =
-        format!("HEAD / HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: connrun-preflight\r\nConnection: close\r\n\r\n");
-    let exchange = async {
-        stream.write_all(request.as_bytes()).await?;
-        let mut first = [0u8; 1];
-        stream.read(&mut first).await
-    };
-    match timeout_at(deadline, exchange).await {
-        Err(_) => Err(Outcome::Timeout { during: "response".to_owned() }),
-        Ok(Err(e)) => Err(classify::handshake_error(&e)),
-        Ok(Ok(0)) => {
-            Err(Outcome::ProtocolError { message: "the server closed the connection without answering".to_owned() })
-        }
-        Ok(Ok(_)) => Ok(()),
-    }
-}
-
-async fn audit_check(url: &str) -> CheckResult {
-    let started = Instant::now();
-    let db = match AuditDb::connect(url).await {
-        Ok(db) => db,
-        Err(e) => return CheckResult::new("audit_db", false, e.to_string()),
-    };
-    let outcome = db.query_text("select 1").await;
-    match outcome.error {
-        None => CheckResult::new(
-            "audit_db",
-            true,
-            format!("{}: select 1 answered in {:.1} ms", masked_url(url), connect::elapsed_ms(started)),
-        ),
-        Some(error) => CheckResult::new("audit_db", false, format!("{}: select 1 failed: {error}", masked_url(url))),
-    }
-}
-
+/// `GET readyz_url`: plain HTTP needs no TLS configuration; HTTPS uses the target's (trust and identity).
 async fn readyz_check(url: &str, config: Result<Arc<rustls::ClientConfig>, String>, timeout: Duration) -> CheckResult {
-    let config = match config {
-        Ok(config) => (*config).clone(),
-        Err(e) => return CheckResult::new("readyz", false, format!("{url}: no TLS configuration: {e}")),
+    // The same bound as every other deadline: a limit beyond it means "no limit", never an overflow.
+    let builder = reqwest::Client::builder().timeout(timeout.min(connect::LONGEST_LIMIT));
+    let builder = match config {
+        _ if url.starts_with("http://") => builder,
+        Ok(config) => builder.tls_backend_preconfigured((*config).clone()),
+        Err(e) => return CheckResult::new("readyz", false, format!("{url}: not attempted: {e}")),
     };
-    let client = match reqwest::Client::builder().tls_backend_preconfigured(config).timeout(timeout).build() {
+    let client = match builder.build() {
         Ok(client) => client,
         Err(e) => return CheckResult::new("readyz", false, format!("{url}: HTTP client: {e}")),
     };

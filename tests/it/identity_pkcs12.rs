@@ -36,7 +36,11 @@ fn config_error(identity: &ClientIdentitySource, pki: &Pki) -> String {
 async fn pkcs12_in_both_flavors_is_accepted_by_a_server_requiring_client_certificates() {
     let pki = Pki::new();
     for flavor in [Pkcs12Flavor::Modern, Pkcs12Flavor::Legacy3Des] {
-        let identity = ClientIdentitySource::Pkcs12 { path: pki.client_p12(flavor), password: P12_PASSWORD.to_owned() };
+        let identity = ClientIdentitySource::Pkcs12 {
+            path: pki.client_p12(flavor),
+            password: P12_PASSWORD.to_owned(),
+            password_from: None,
+        };
         let run_dir = tempfile::tempdir().unwrap();
 
         let record = probe_mtls_server(&pki, Some(&identity), run_dir.path()).await;
@@ -69,7 +73,9 @@ fn pkcs12_decodes_leaf_first_with_its_key() {
     let pki = Pki::new();
     let path = pki.client_p12(Pkcs12Flavor::Legacy3Des);
 
-    let identity = load_identity(&ClientIdentitySource::Pkcs12 { path, password: P12_PASSWORD.to_owned() }).unwrap();
+    let identity =
+        load_identity(&ClientIdentitySource::Pkcs12 { path, password: P12_PASSWORD.to_owned(), password_from: None })
+            .unwrap();
 
     assert_eq!(identity.chain.first(), Some(pki.client.leaf()));
     assert_eq!(identity.key.secret_der(), pki.client.key_pkcs8.as_slice());
@@ -81,8 +87,10 @@ fn wrong_pkcs12_password_names_the_file() {
     for flavor in [Pkcs12Flavor::Modern, Pkcs12Flavor::Legacy3Des] {
         let path = pki.client_p12(flavor);
 
-        let message =
-            config_error(&ClientIdentitySource::Pkcs12 { path: path.clone(), password: "wrong".to_owned() }, &pki);
+        let message = config_error(
+            &ClientIdentitySource::Pkcs12 { path: path.clone(), password: "wrong".to_owned(), password_from: None },
+            &pki,
+        );
 
         assert!(message.starts_with(&path.display().to_string()), "{message}");
         assert!(message.contains("wrong password"), "{message}");
@@ -90,12 +98,38 @@ fn wrong_pkcs12_password_names_the_file() {
     }
 }
 
+/// The password is a reference in the targets file; when it does not open the `.p12`, the message says
+/// which variable or file it came from (and which key named it), never the value.
+#[test]
+fn wrong_pkcs12_password_names_the_file_it_was_read_from() {
+    let pki = Pki::new();
+    let p12 = pki.client_p12(Pkcs12Flavor::Modern);
+    std::fs::write(pki.dir.path().join("p12.pass"), "stale-password\n").unwrap();
+    let targets_file = pki.dir.path().join("targets.toml");
+    let text = format!(
+        "[targets.stage]\nbase_url = \"https://127.0.0.1:9\"\n[targets.stage.identity]\np12 = \"{}\"\n\
+         password_file = \"p12.pass\"\n",
+        p12.display()
+    );
+    let target = connrun::plan::target::Targets::parse(&targets_file, &text).unwrap().resolve("stage").unwrap();
+
+    let message = config_error(target.identity.as_ref().unwrap(), &pki);
+
+    assert!(message.contains("wrong password"), "{message}");
+    let from = format!("read from file {}", pki.dir.path().join("p12.pass").display());
+    assert!(message.contains(&from) && message.contains("targets.stage.identity.password_file"), "{message}");
+    assert!(!message.contains("stale-password"), "{message}");
+}
+
 #[test]
 fn pem_file_given_as_pkcs12_is_called_out() {
     let pki = Pki::new();
     let (cert, _) = pki.client_pem();
 
-    let message = config_error(&ClientIdentitySource::Pkcs12 { path: cert, password: P12_PASSWORD.to_owned() }, &pki);
+    let message = config_error(
+        &ClientIdentitySource::Pkcs12 { path: cert, password: P12_PASSWORD.to_owned(), password_from: None },
+        &pki,
+    );
 
     assert!(message.contains("client.crt") && message.contains("not a PKCS#12 file"), "{message}");
 }
@@ -109,7 +143,10 @@ fn pkcs12_with_certificates_only_has_no_private_key() {
     let path = pki.dir.path().join("certs-only.p12");
     std::fs::write(&path, store.writer(P12_PASSWORD).write().unwrap()).unwrap();
 
-    let message = config_error(&ClientIdentitySource::Pkcs12 { path, password: P12_PASSWORD.to_owned() }, &pki);
+    let message = config_error(
+        &ClientIdentitySource::Pkcs12 { path, password: P12_PASSWORD.to_owned(), password_from: None },
+        &pki,
+    );
 
     assert!(message.contains("certs-only.p12") && message.contains("no private key"), "{message}");
 }
@@ -135,7 +172,8 @@ fn missing_and_empty_files_are_named() {
     std::fs::write(&empty_bundle, "no certificates here\n").unwrap();
     let (cert, _) = pki.client_pem();
 
-    let unreadable = load_identity(&ClientIdentitySource::Pkcs12 { path: missing, password: String::new() });
+    let unreadable =
+        load_identity(&ClientIdentitySource::Pkcs12 { path: missing, password: String::new(), password_from: None });
     let no_key = load_identity(&ClientIdentitySource::Pem { cert: cert.clone(), key: cert });
     let no_ca = client_tls_config(&TrustSource::CaBundle(empty_bundle), None);
 

@@ -23,6 +23,7 @@ mod phase_f_full;
 mod pki_real_server;
 mod probe_preflight;
 mod probe_tls;
+mod probe_tls_rejection;
 mod report_demo_snapshot;
 mod report_html_browser;
 mod report_markdown;

@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub const P12_PASSWORD: &str = "p12-pass/word+1";
+/// The Basic user and password the test server's server-info route accepts (PHR_API.md §1: `F:U` + password).
+pub const BASIC_USER: &str = "F001:ops";
+pub const BASIC_PASSWORD: &str = "basic-pass/word+2";
 /// A JWT-shaped token the test server hands out; its signature must never reach the evidence.
 pub const ISSUED_JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvcHMtY2xpZW50In0.U2lnbmF0dXJlLW11c3Qtbm90LWxlYWs";
 
@@ -197,6 +200,22 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             response
         }
         "/readyz" => respond(200, "text/plain", b"ready".to_vec()),
+        // Like phr-server's server info: Basic required, 401 with the JSON error body otherwise.
+        "/openDolphin/resources/serverinfo/claim/conn" => {
+            use base64::Engine as _;
+            let expected = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{BASIC_USER}:{BASIC_PASSWORD}"))
+            );
+            let given = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+            if given == Some(expected.as_str()) {
+                respond(200, "text/plain", b"server".to_vec())
+            } else {
+                let body =
+                    br#"{"type":"error.phr.unauthenticated","message":"Basic authentication failed","status":401}"#;
+                respond(401, "application/json", body.to_vec())
+            }
+        }
         "/slow" => std::future::pending().await,
         _ => respond(404, "text/plain", b"Not Found".to_vec()),
     })

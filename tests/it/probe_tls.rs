@@ -439,3 +439,19 @@ fn probe_futures_can_run_on_any_worker_thread() {
 
     assert_send(&future);
 }
+
+/// `timeout_seconds = 18446744073709551615` once panicked with "overflow when adding duration to instant":
+/// a limit that large means "no limit", never a crash.
+#[tokio::test]
+async fn a_limit_too_large_for_the_clock_is_no_limit_not_a_panic() {
+    let pki = Pki::new();
+    let cert = pki.ca.issue(&LeafSpec::loopback_server()).unwrap();
+    let addr = probe_support::start(ServerKind::Tls { cert, client_ca: None, tls12_only: false }).await;
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut spec = spec("PHR-06", format!("https://127.0.0.1:{}/ok", addr.port()), 0);
+    spec.timeout = Duration::from_secs(u64::MAX);
+
+    let record = client(&pki).run(&spec, "R", run_dir.path()).await;
+
+    assert_eq!((record.outcome, record.http_status), (Outcome::Http, Some(200)));
+}
