@@ -167,7 +167,7 @@ pub struct CertFacts {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckResult {
     /// Short check name: `identity`, `client_certificate`, `trust`, `tcp_connect`, `tls_handshake`,
-    /// `audit_db`, `readyz`.
+    /// `basic_auth`, `audit_db`, `audit_schema`, `readyz`.
     pub name: String,
     /// Whether the check passed.
     pub ok: bool,
