@@ -37,6 +37,7 @@ pub mod record;
 mod redacted;
 pub mod runid;
 pub mod status;
+pub mod text;
 
 /// Name of the manifest file; written last.
 pub const MANIFEST_FILE: &str = EvidenceLayout::MANIFEST;

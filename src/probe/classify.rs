@@ -42,14 +42,7 @@ pub fn http_error(error: &hyper::Error) -> Outcome {
     if let Some(tls) = find_rustls_error(error) {
         return tls_error(tls);
     }
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    Outcome::ProtocolError { message }
+    Outcome::ProtocolError { message: crate::evidence::text::error_chain(error) }
 }
 
 /// A rustls error: our verdict on the server, or the server's alert about us.

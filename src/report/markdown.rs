@@ -49,14 +49,24 @@ pub enum ReportError {
 
 /// A tera error as a [`ReportError`] naming the template, with tera's whole cause chain.
 pub(crate) fn tera_error(name: &str, error: &tera::Error) -> ReportError {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
+    ReportError::Template { name: name.to_owned(), message: crate::evidence::text::error_chain(error) }
+}
+
+/// A tera registry of `(name, embedded text)` templates, each replaced by the file of that name in
+/// `overrides` when there is one, with the Markdown filters; `autoescape` lists the suffixes to HTML-escape.
+pub(crate) fn compile<'a>(
+    templates: impl IntoIterator<Item = (&'a str, &'a str)>,
+    overrides: Option<&Path>,
+    autoescape: Vec<&'static str>,
+) -> Result<Tera, ReportError> {
+    let mut tera = Tera::default();
+    tera.autoescape_on(autoescape);
+    register_markdown_filters(&mut tera);
+    for (name, embedded) in templates {
+        let text = template_text(overrides, name, embedded)?;
+        tera.add_raw_template(name, &text).map_err(|e| tera_error(name, &e))?;
     }
-    ReportError::Template { name: name.to_owned(), message }
+    Ok(tera)
 }
 
 /// The text of template `name`: the file of that name in `overrides` when there is one, else `embedded`.
@@ -146,13 +156,8 @@ pub struct Reports {
 impl Reports {
     /// The embedded templates, with files of the same name in `overrides` (if given) taking their place.
     pub fn load(overrides: Option<&Path>) -> Result<Reports, ReportError> {
-        let mut tera = Tera::default();
-        tera.autoescape_on(Vec::new());
-        register_markdown_filters(&mut tera);
-        for (name, _, embedded) in DOCUMENTS {
-            let text = template_text(overrides, name, embedded)?;
-            tera.add_raw_template(name, &text).map_err(|e| tera_error(name, &e))?;
-        }
+        let templates = DOCUMENTS.iter().map(|(name, _, embedded)| (*name, *embedded));
+        let tera = compile(templates, overrides, Vec::new())?;
         Ok(Reports { tera, settings: ReportSettings::default() })
     }
 

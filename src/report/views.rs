@@ -36,13 +36,7 @@ pub struct Views {
 impl Views {
     /// The embedded templates, with files of the same name in `overrides` taking their place.
     pub fn load(overrides: Option<&Path>) -> Result<Views, ReportError> {
-        let mut tera = Tera::default();
-        tera.autoescape_on(vec![".html.tera"]);
-        crate::report::register_markdown_filters(&mut tera);
-        for (name, embedded) in VIEWS {
-            let text = crate::report::template_text(overrides, name, embedded)?;
-            tera.add_raw_template(name, &text).map_err(|e| template_error(name, &e))?;
-        }
+        let tera = crate::report::markdown::compile(VIEWS.iter().copied(), overrides, vec![".html.tera"])?;
         Ok(Views { tera })
     }
 

@@ -284,7 +284,7 @@ async fn readyz_check(url: &str, config: Result<Arc<rustls::ClientConfig>, Strin
         Err(e) => return CheckResult::new("readyz", false, format!("{url}: HTTP client: {e}")),
     };
     match client.get(url).send().await {
-        Err(e) => CheckResult::new("readyz", false, format!("{url}: {}", error_chain(&e))),
+        Err(e) => CheckResult::new("readyz", false, format!("{url}: {}", crate::evidence::text::error_chain(&e))),
         Ok(response) => {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
@@ -292,15 +292,4 @@ async fn readyz_check(url: &str, config: Result<Arc<rustls::ClientConfig>, Strin
             CheckResult::new("readyz", status.is_success(), format!("{url}: HTTP {} {}", status.as_u16(), body.trim()))
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
