@@ -33,6 +33,7 @@ mod event_log;
 pub mod har;
 pub mod junit;
 mod layout;
+pub mod limits;
 pub mod record;
 mod redacted;
 pub mod runid;
