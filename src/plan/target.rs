@@ -4,7 +4,10 @@
 //! readyz URL). Secrets are never written in it: passwords and the audit database URL are given as the name of
 //! an environment variable or of a file, and an inline secret is refused with a message saying so. The file is
 //! parsed raw (`deny_unknown_fields`, spans kept) and validated once; secrets are read only for the target
-//! actually used, so a colleague's target with an unset variable does not block yours.
+//! actually used, so a colleague's target with an unset variable does not block yours. Every value, table and
+//! file is bounded (`target/bounds.rs`, limits in [`crate::evidence::limits`]).
+
+mod bounds;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::evidence::limits::{self, SECRET_FILE};
 use crate::plan::diag::{Collector, Problems};
 use crate::probe::BasicCredentials;
 use crate::probe::identity::{ClientIdentitySource, TrustSource};
@@ -98,9 +102,9 @@ impl SecretRef {
     pub fn read(&self) -> Result<String, String> {
         match self {
             SecretRef::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
-            SecretRef::File(path) => std::fs::read_to_string(path)
+            SecretRef::File(path) => limits::read_bounded_string(path, &SECRET_FILE)
                 .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
+                .map_err(|e| format!("secret file {}: {e}", path.display())),
         }
     }
 
@@ -265,9 +269,7 @@ pub struct Targets {
 impl Targets {
     /// Reads and validates a targets file.
     pub fn load(file: &Path) -> Result<Targets, TargetError> {
-        let text =
-            std::fs::read_to_string(file).map_err(|source| TargetError::Read { path: file.to_owned(), source })?;
-        Self::parse(file, &text)
+        Self::parse(file, &bounds::read_targets_file(file)?)
     }
 
     /// Validates targets text as if read from `file` (relative paths resolve against its folder).
@@ -281,6 +283,7 @@ impl Targets {
             }
         };
         let base = file.parent().unwrap_or(Path::new(".")).to_owned();
+        bounds::count_targets(&mut diag, &raw.targets);
         let mut targets = BTreeMap::new();
         for (name, raw_target) in raw.targets {
             let spec =
@@ -382,6 +385,8 @@ impl Checker<'_, '_> {
     }
 
     fn target(&mut self, file: &Path, raw: RawTarget, text: &str) -> TargetSpec {
+        self.bound_target(&raw);
+        let timeout = self.timeout(raw.timeout_seconds.as_ref());
         let base_url = raw.base_url.get_ref().trim_end_matches('/').to_owned();
         if !base_url.starts_with("https://") || base_url.len() <= "https://".len() {
             self.problem(raw.base_url.span(), "base_url", "expected an https:// URL, e.g. https://phr.example.jp:8443");
@@ -434,7 +439,7 @@ impl Checker<'_, '_> {
             file: file.to_owned(),
             base_url,
             readyz_url: raw.readyz_url.map(Spanned::into_inner),
-            timeout: raw.timeout_seconds.map(|t| Duration::from_secs(*t.get_ref())),
+            timeout,
             trust,
             identity,
             basic,
