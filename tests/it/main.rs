@@ -10,6 +10,7 @@ mod audit_pull;
 mod cli_commands;
 mod cli_run;
 mod diff_runs;
+mod evidence_bounds;
 mod evidence_not_ready;
 mod evidence_seal;
 mod evidence_secrets;
