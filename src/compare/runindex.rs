@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::compare::parity::side_dir;
+use crate::evidence::limits;
 use crate::evidence::runid::RunId;
 use crate::evidence::status::{RunStatus, STATUS_SCHEMA_VERSION};
 use crate::evidence::{self, EvidenceError, EvidenceLayout, MANIFEST_FILE, RunLocation};
@@ -93,7 +94,10 @@ pub struct LoadedRun {
 /// future layout gets a version message rather than a confusing field error).
 pub fn read_status(dir: &Path) -> Result<RunStatus, RunIndexError> {
     let path = dir.join(EvidenceLayout::STATUS);
-    let bytes = std::fs::read(&path).map_err(|source| EvidenceError::Io { path: path.clone(), source })?;
+    let bytes = limits::read_bounded(&path, &limits::STATUS_FILE).map_err(|error| match error {
+        limits::BoundedReadError::Io(source) => RunIndexError::from(EvidenceError::Io { path: path.clone(), source }),
+        limits::BoundedReadError::TooLarge(message) => RunIndexError::Corrupt { path: path.clone(), message },
+    })?;
     let raw: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| RunIndexError::Corrupt { path: path.clone(), message: e.to_string() })?;
     let found = raw.get("schema_version").and_then(serde_json::Value::as_u64).unwrap_or(0);

@@ -23,6 +23,7 @@ use runid::{AllocateError, RunId};
 
 pub use event_log::EventLog;
 pub use layout::EvidenceLayout;
+pub use manifest_read::{parse_manifest, read_manifest};
 pub use record::{CertFacts, CheckResult, Outcome, ProbeRecord, Timings, TlsFacts};
 pub use redacted::RedactedFile;
 
@@ -33,6 +34,8 @@ mod event_log;
 pub mod har;
 pub mod junit;
 mod layout;
+pub mod limits;
+mod manifest_read;
 pub mod record;
 mod redacted;
 pub mod runid;
@@ -291,9 +294,11 @@ pub struct Manifest {
     pub files: Vec<ManifestEntry>,
 }
 
-/// Size and SHA-256 of a file, read through `buffer` (reused across files: a 1,000-probe run has thousands).
-fn sha256_file(path: &Path, buffer: &mut [u8]) -> Result<(u64, String), EvidenceError> {
-    let mut file = File::open(path).map_err(io_at(path))?;
+/// Size and SHA-256 of a file, read through `buffer` (reused across files: a 1,000-probe run has thousands),
+/// reading at most `max` bytes (verification passes one more than the manifest lists, so a file that grew
+/// shows as changed without being read to its end).
+fn sha256_file(path: &Path, buffer: &mut [u8], max: u64) -> Result<(u64, String), EvidenceError> {
+    let mut file = File::open(path).map_err(io_at(path))?.take(max);
     let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut size = 0u64;
     loop {
@@ -336,7 +341,7 @@ fn hash_tree(dir: &Path) -> Result<Vec<ManifestEntry>, EvidenceError> {
     paths
         .into_iter()
         .map(|path| {
-            let (size, sha256) = sha256_file(&dir.join(&path), &mut buffer)?;
+            let (size, sha256) = sha256_file(&dir.join(&path), &mut buffer, u64::MAX)?;
             Ok(ManifestEntry { path, size, sha256 })
         })
         .collect()
@@ -403,10 +408,7 @@ pub struct VerifyReport {
 
 /// Re-hashes a sealed run folder against its manifest.
 pub fn verify_dir(dir: &Path) -> Result<VerifyReport, EvidenceError> {
-    let manifest_path = dir.join(MANIFEST_FILE);
-    let text = fs::read(&manifest_path).map_err(io_at(&manifest_path))?;
-    let manifest: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| EvidenceError::Corrupt { path: manifest_path.clone(), message: e.to_string() })?;
+    let manifest = read_manifest(&dir.join(MANIFEST_FILE))?;
     let mut present = Vec::new();
     list_files(dir, dir, &mut present)?;
     present.retain(|p| p != MANIFEST_FILE);
@@ -418,22 +420,25 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport, EvidenceError> {
             first_mismatch = Some(Mismatch::Missing { path: entry.path.clone() });
             break;
         }
-        let (size, sha256) = sha256_file(&path, &mut buffer)?;
-        if size != entry.size || sha256 != entry.sha256 {
-            first_mismatch = Some(Mismatch::Changed {
-                path: entry.path.clone(),
-                expected: format!("{} bytes sha256:{}", entry.size, entry.sha256),
-                actual: format!("{size} bytes sha256:{sha256}"),
-            });
+        // A file of another size is changed without being read (it may be far larger than listed).
+        let on_disk = fs::metadata(&path).map_err(io_at(&path))?.len();
+        let actual = if on_disk == entry.size {
+            let (size, sha256) = sha256_file(&path, &mut buffer, entry.size.saturating_add(1))?;
+            (size != entry.size || sha256 != entry.sha256).then(|| format!("{size} bytes sha256:{sha256}"))
+        } else {
+            Some(format!("{on_disk} bytes"))
+        };
+        if let Some(actual) = actual {
+            let expected = format!("{} bytes sha256:{}", entry.size, entry.sha256);
+            first_mismatch = Some(Mismatch::Changed { path: entry.path.clone(), expected, actual });
             break;
         }
     }
     if first_mismatch.is_none() {
         present.sort();
-        first_mismatch = present
-            .into_iter()
-            .find(|p| !manifest.files.iter().any(|e| &e.path == p))
-            .map(|path| Mismatch::Unlisted { path });
+        let listed: std::collections::BTreeSet<&str> = manifest.files.iter().map(|e| e.path.as_str()).collect();
+        first_mismatch =
+            present.into_iter().find(|p| !listed.contains(p.as_str())).map(|path| Mismatch::Unlisted { path });
     }
     Ok(VerifyReport { dir: dir.to_owned(), files_listed: manifest.files.len(), first_mismatch })
 }

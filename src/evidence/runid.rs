@@ -15,6 +15,8 @@ use std::str::FromStr;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
+use super::limits::{MAX_LABEL_CHARS, MAX_RUN_ID_CHARS};
+
 /// Folder-name suffix of a run that is reserved or in progress (see `evidence.rs`).
 pub const PARTIAL_SUFFIX: &str = ".partial";
 
@@ -50,7 +52,7 @@ pub enum RunId {
     Label {
         /// The calendar date the run belongs to.
         date: NaiveDate,
-        /// ASCII letters and digits, starting with a letter.
+        /// ASCII letters and digits, starting with a letter, at most [`MAX_LABEL_CHARS`].
         label: String,
         /// The sequence number for this date and label, 1 or more.
         n: u32,
@@ -62,7 +64,7 @@ pub enum RunId {
 /// Why a string is not a RUN_ID; its `Display` shows both accepted forms and an example.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid RUN_ID `{input}`: {reason}\n  accepted forms:\n    YYYYMMDDT<label>Z<n>   e.g. 20251119TorcaPHRSeqZ1 (label: ASCII letters/digits starting with a letter, n >= 1)\n    YYYYMMDDThhmmssZ       e.g. 20251119T013000Z (UTC)"
+    "invalid RUN_ID `{input}`: {reason}\n  accepted forms:\n    YYYYMMDDT<label>Z<n>   e.g. 20251119TorcaPHRSeqZ1 (label: 1 to {MAX_LABEL_CHARS} ASCII letters/digits starting with a letter, n >= 1)\n    YYYYMMDDThhmmssZ       e.g. 20251119T013000Z (UTC)"
 )]
 pub struct RunIdError {
     /// The text that was refused, as given.
@@ -75,10 +77,12 @@ pub struct RunIdError {
 #[derive(Debug, thiserror::Error)]
 pub enum AllocateError {
     /// The label itself is not usable in a RUN_ID.
-    #[error("invalid label `{label}`: a label is ASCII letters and digits and starts with a letter")]
+    #[error("invalid label `{}`: {reason}", shorten(label))]
     BadLabel {
         /// The label as given.
         label: String,
+        /// What is wrong with it and what is accepted ([`label_problem`]).
+        reason: String,
     },
     /// The suite folder could not be created or read, or a run folder could not be created.
     #[error("cannot allocate a RUN_ID under {}: {source}", path.display())]
@@ -99,20 +103,41 @@ pub enum AllocateError {
 }
 
 fn refuse(input: &str, reason: impl Into<String>) -> RunIdError {
-    RunIdError { input: input.to_owned(), reason: reason.into() }
+    RunIdError { input: shorten(input), reason: reason.into() }
 }
 
 /// True when `label` may appear in a RUN_ID.
 pub fn is_valid_label(label: &str) -> bool {
-    label.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && label.chars().all(|c| c.is_ascii_alphanumeric())
+    label_problem(label).is_none()
+}
+
+/// What keeps `label` out of a RUN_ID, as a sentence naming the rule and the bound; `None` when it fits.
+pub fn label_problem(label: &str) -> Option<String> {
+    let rule = format!("a label is 1 to {MAX_LABEL_CHARS} ASCII letters and digits, starting with a letter");
+    let count = label.chars().count();
+    if count > MAX_LABEL_CHARS {
+        return Some(format!("the label is {count} characters long; {rule}"));
+    }
+    let shaped = label.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && label.chars().all(|c| c.is_ascii_alphanumeric());
+    (!shaped).then_some(rule)
+}
+
+/// The first characters of a long input, so a refusal stays readable.
+fn shorten(text: &str) -> String {
+    const SHOWN: usize = 40;
+    match text.char_indices().nth(SHOWN) {
+        Some((at, _)) => format!("{}… ({} characters)", &text[..at], text.chars().count()),
+        None => text.to_owned(),
+    }
 }
 
 impl RunId {
     /// Builds a label-form id, checking the label and `n`.
     pub fn label(date: NaiveDate, label: &str, n: u32) -> Result<Self, RunIdError> {
         let candidate = format!("{}T{label}Z{n}", date.format("%Y%m%d"));
-        if !is_valid_label(label) {
-            return Err(refuse(&candidate, "the label must be ASCII letters and digits, starting with a letter"));
+        if let Some(reason) = label_problem(label) {
+            return Err(refuse(&candidate, reason));
         }
         if n == 0 {
             return Err(refuse(&candidate, "n must be 1 or more"));
@@ -165,6 +190,12 @@ impl FromStr for RunId {
         if bytes.len() < 10 || !input.is_ascii() {
             return Err(refuse(input, "too short or not ASCII"));
         }
+        if bytes.len() > MAX_RUN_ID_CHARS {
+            return Err(refuse(
+                input,
+                format!("{} characters is too long: a RUN_ID has at most {MAX_RUN_ID_CHARS}", bytes.len()),
+            ));
+        }
         let (date_text, rest) = input.split_at(8);
         if !date_text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(refuse(input, "must start with an 8-digit date YYYYMMDD"));
@@ -186,11 +217,8 @@ impl FromStr for RunId {
         if label.is_empty() {
             return Err(refuse(input, "the label is empty"));
         }
-        if !is_valid_label(label) {
-            return Err(refuse(
-                input,
-                format!("label `{label}` must be ASCII letters and digits starting with a letter"),
-            ));
+        if let Some(reason) = label_problem(label) {
+            return Err(refuse(input, format!("label `{label}`: {reason}")));
         }
         if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) || number.starts_with('0') {
             return Err(refuse(
@@ -268,8 +296,8 @@ pub fn allocate(
     date: NaiveDate,
     label: &str,
 ) -> Result<(RunId, PathBuf), AllocateError> {
-    if !is_valid_label(label) {
-        return Err(AllocateError::BadLabel { label: label.to_owned() });
+    if let Some(reason) = label_problem(label) {
+        return Err(AllocateError::BadLabel { label: label.to_owned(), reason });
     }
     let _lock = AllocationLock::acquire(artifacts)?;
     let suite_dir = artifacts.join(suite);
@@ -348,6 +376,22 @@ mod tests {
         {
             assert!(bad.parse::<RunId>().is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn labels_are_bounded_in_length_with_the_bound_named() {
+        let longest = "a".repeat(MAX_LABEL_CHARS);
+        let date = NaiveDate::from_ymd_opt(2025, 11, 19).unwrap();
+
+        let fits = RunId::label(date, &longest, u32::MAX).expect("the longest label fits");
+        let too_long = label_problem(&"a".repeat(300)).expect("300 characters are refused");
+        let parsed = format!("20251119T{}Z1", "a".repeat(300)).parse::<RunId>().unwrap_err();
+
+        assert_eq!(fits.to_string().len(), MAX_RUN_ID_CHARS);
+        assert_eq!(fits.to_string().parse::<RunId>(), Ok(fits));
+        assert!(too_long.contains("300 characters") && too_long.contains("1 to 64"), "{too_long}");
+        assert!(parsed.to_string().contains(&format!("at most {MAX_RUN_ID_CHARS}")), "{parsed}");
+        assert!(parsed.input.len() < 80, "the refused input is shortened: {}", parsed.input);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::audit::counting::PlannedQuery;
+use crate::evidence::limits::{MAX_VALUE_BYTES, too_many_bytes};
 use crate::evidence::runid::RunId;
 use crate::plan::diag::{Problem, Problems};
 use crate::plan::target::{AuditUrl, IdentitySpec, Target};
@@ -346,7 +347,7 @@ struct Resolver<'a> {
     variables: &'a BTreeMap<String, String>,
     /// Variables captured at run time: they stay `{{name}}` until the run has their values.
     captured: &'a BTreeSet<String>,
-    /// `where: undefined variable` messages met so far.
+    /// `where: undefined variable` (or value too long) messages met so far.
     unresolved: Vec<String>,
 }
 
@@ -388,6 +389,10 @@ impl Resolver<'_> {
             TemplateBody::File(path) => ProbeBody::File(path.clone()),
         };
         let path = self.text(&probe.id, &probe.path);
+        self.bounded(&probe.id, "path", &path);
+        for (name, value) in &headers {
+            self.bounded(&probe.id, &format!("header {name}"), value);
+        }
         ProbeSpec {
             id: probe.id.clone(),
             name: probe.name.clone(),
@@ -400,6 +405,14 @@ impl Resolver<'_> {
             body_checks: probe.body_checks.clone(),
             audit_expected: probe.audit_expected.clone(),
             timeout: self.target.spec.timeout.unwrap_or(probe.timeout).max(Duration::from_secs(1)),
+        }
+    }
+
+    /// Records a value that grew past [`MAX_VALUE_BYTES`] once variables were filled in (each value is
+    /// bounded on its own, but a value may use many variables).
+    fn bounded(&mut self, owner: &str, what: &str, value: &str) {
+        if let Some(problem) = too_many_bytes(value, MAX_VALUE_BYTES) {
+            self.unresolved.push(format!("{owner}: {what} {problem} once variables are filled in"));
         }
     }
 

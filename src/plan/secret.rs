@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use crate::evidence::limits::{self, SECRET_FILE};
+
 /// Where a secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretRef {
@@ -20,9 +22,9 @@ impl SecretRef {
     pub fn read(&self) -> Result<String, String> {
         match self {
             SecretRef::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
-            SecretRef::File(path) => std::fs::read_to_string(path)
+            SecretRef::File(path) => limits::read_bounded_string(path, &SECRET_FILE)
                 .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
+                .map_err(|e| format!("secret file {}: {e}", path.display())),
         }
     }
 

@@ -4,7 +4,10 @@
 //! readyz URL). Secrets are never written in it: passwords and the audit database URL are given as the name of
 //! an environment variable or of a file, and an inline secret is refused with a message saying so. The file is
 //! parsed raw (`deny_unknown_fields`, spans kept) and validated once; secrets are read only for the target
-//! actually used, so a colleague's target with an unset variable does not block yours.
+//! actually used, so a colleague's target with an unset variable does not block yours. Every value, table and
+//! file is bounded (`target/bounds.rs`, limits in [`crate::evidence::limits`]).
+
+mod bounds;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -273,9 +276,7 @@ pub struct Targets {
 impl Targets {
     /// Reads and validates a targets file.
     pub fn load(file: &Path) -> Result<Targets, TargetError> {
-        let text =
-            std::fs::read_to_string(file).map_err(|source| TargetError::Read { path: file.to_owned(), source })?;
-        Self::parse(file, &text)
+        Self::parse(file, &bounds::read_targets_file(file)?)
     }
 
     /// Validates targets text as if read from `file` (relative paths resolve against its folder).
@@ -289,6 +290,7 @@ impl Targets {
             }
         };
         let base = file.parent().unwrap_or(Path::new(".")).to_owned();
+        bounds::count_targets(&mut diag, &raw.targets);
         let mut targets = BTreeMap::new();
         for (name, raw_target) in raw.targets {
             let spec =
@@ -391,6 +393,8 @@ impl Checker<'_, '_> {
     }
 
     fn target(&mut self, file: &Path, raw: RawTarget, text: &str) -> TargetSpec {
+        self.bound_target(&raw);
+        let timeout = self.timeout(raw.timeout_seconds.as_ref());
         let base_url = raw.base_url.get_ref().trim_end_matches('/').to_owned();
         if !base_url.starts_with("https://") || base_url.len() <= "https://".len() {
             self.problem(raw.base_url.span(), "base_url", "expected an https:// URL, e.g. https://phr.example.jp:8443");
@@ -449,7 +453,7 @@ impl Checker<'_, '_> {
             file: file.to_owned(),
             base_url,
             readyz_url: raw.readyz_url.map(Spanned::into_inner),
-            timeout: raw.timeout_seconds.map(|t| Duration::from_secs(*t.get_ref())),
+            timeout,
             trust,
             identity,
             basic,

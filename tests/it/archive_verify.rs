@@ -62,3 +62,90 @@ async fn an_archive_verifies_and_a_changed_entry_is_named() {
     let first = entries.entries().expect("entries").next().expect("one entry").expect("entry");
     assert_eq!(first.path().expect("path").to_string_lossy(), format!("{}/manifest.json", run.status.run_id));
 }
+
+// Bounds (issue 9): nothing read from an archive is trusted before it is checked.
+
+/// Writes a `.tar.gz` of `(path, size, bytes)` entries; the bytes repeat to fill `size`, so large entries
+/// cost no memory.
+fn write_archive(to: &Path, entries: &[(&str, u64, &[u8])]) {
+    let writer = flate2::write::GzEncoder::new(std::fs::File::create(to).expect("create"), flate2::Compression::fast());
+    let mut builder = tar::Builder::new(writer);
+    for (path, size, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(*size);
+        header.set_mode(0o644);
+        let data = bytes.iter().copied().cycle().take(*size as usize).collect::<Vec<u8>>();
+        builder.append_data(&mut header, path, &data[..]).expect("append");
+    }
+    builder.into_inner().expect("tar").finish().expect("gzip");
+}
+
+fn manifest_listing(files: &[(&str, u64, &str)]) -> Vec<u8> {
+    let files: Vec<_> = files
+        .iter()
+        .map(|(path, size, sha256)| serde_json::json!({"path": path, "size": size, "sha256": sha256}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"schema_version": 1, "run_id": "20251119TaZ1", "files": files}))
+        .expect("json")
+}
+
+#[test]
+fn an_archive_with_an_oversized_manifest_is_refused_naming_the_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = dir.path().join("big.tar.gz");
+    write_archive(&archive, &[("20251119TaZ1/manifest.json", (32 << 20) + 1, b" ")]);
+
+    let output = connrun(dir.path(), &["verify", archive.to_str().expect("utf-8")]);
+
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("big.tar.gz: manifest.json: more than 33554432 bytes is over the limit of 32 MiB"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn an_archive_whose_first_file_is_not_its_manifest_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = dir.path().join("late.tar.gz");
+    let manifest = manifest_listing(&[]);
+    write_archive(&archive, &[("r/a.txt", 1, b"a"), ("r/manifest.json", manifest.len() as u64, &manifest)]);
+
+    let error = connrun::compare::archive::verify_archive(&archive).expect_err("refused").to_string();
+
+    assert!(error.contains("late.tar.gz: the first file is `a.txt`, not manifest.json"), "{error}");
+}
+
+#[test]
+fn an_entry_of_another_size_than_listed_is_changed_without_being_hashed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = dir.path().join("grown.tar.gz");
+    let manifest = manifest_listing(&[("a.txt", 1, "00")]);
+    write_archive(&archive, &[("r/manifest.json", manifest.len() as u64, &manifest), ("r/a.txt", 1 << 20, b"a")]);
+
+    let report = connrun::compare::archive::verify_archive(&archive).expect("verifiable");
+
+    let mismatch = report.first_mismatch.expect("a mismatch").to_string();
+    assert_eq!(mismatch, "a.txt: changed (manifest 1 bytes sha256:00, now 1048576 bytes)");
+}
+
+#[test]
+fn an_entry_that_appears_twice_and_a_path_outside_the_run_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let twice = dir.path().join("twice.tar.gz");
+    let outside = dir.path().join("outside.tar.gz");
+    let manifest = manifest_listing(&[("a.txt", 1, "00")]);
+    let escaping = manifest_listing(&[("../a.txt", 1, "00")]);
+    write_archive(
+        &twice,
+        &[("r/manifest.json", manifest.len() as u64, &manifest), ("r/a.txt", 1, b"a"), ("r/a.txt", 1, b"b")],
+    );
+    write_archive(&outside, &[("r/manifest.json", escaping.len() as u64, &escaping)]);
+
+    let twice = connrun::compare::archive::verify_archive(&twice).expect_err("refused").to_string();
+    let outside = connrun::compare::archive::verify_archive(&outside).expect_err("refused").to_string();
+
+    assert!(twice.contains("`a.txt` appears twice"), "{twice}");
+    assert!(outside.contains("manifest.json: files[0].path: `../a.txt` is not a path inside the run"), "{outside}");
+}

@@ -1,6 +1,7 @@
 //! connrun's integration tests, one binary: each module is a former test file, and the support modules
 //! are shared by all of them. One binary links the dependency tree once instead of once per file.
 
+mod fuzz_support;
 mod probe_support;
 mod routine_support;
 
@@ -11,9 +12,13 @@ mod cli_commands;
 mod cli_run;
 mod diff_runs;
 mod diff_verdicts;
+mod evidence_bounds;
 mod evidence_not_ready;
 mod evidence_seal;
 mod evidence_secrets;
+mod fuzz_corpus;
+mod fuzz_evidence;
+mod fuzz_templates;
 mod identity_pkcs12;
 mod logs_append;
 mod logs_reports;

@@ -128,3 +128,45 @@ fn a_run_id_is_unique_across_suites_of_the_same_artifacts_root() {
 
     assert_eq!(next.to_string(), "20251119TorcaPHRSeqZ5");
 }
+
+#[test]
+fn a_300_character_label_is_refused_naming_the_limit_before_any_folder_is_made() {
+    let artifacts = tempfile::tempdir().expect("temp dir");
+    let label = format!("a{}", "b".repeat(299));
+
+    let error = runid::allocate(artifacts.path(), SUITE, date(), &label).expect_err("too long");
+
+    let message = error.to_string();
+    assert!(matches!(error, runid::AllocateError::BadLabel { .. }), "{message}");
+    assert!(message.contains("the label is 300 characters long") && message.contains("1 to 64"), "{message}");
+    assert!(message.len() < 300, "the refused label is shortened in the message: {message}");
+    assert!(!artifacts.path().join(SUITE).exists(), "nothing is created for a refused label");
+}
+
+#[test]
+fn connrun_new_refuses_a_300_character_label_the_same_way() {
+    use crate::routine_support::{connrun, text};
+    let artifacts = tempfile::tempdir().expect("temp dir");
+    let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("run-templates");
+    let label = format!("a{}", "b".repeat(299));
+
+    let output = connrun(
+        artifacts.path(),
+        &["--run-templates", templates.to_str().expect("utf-8"), "new", "phr-seq", "--label", &label],
+    );
+
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("the label is 300 characters long; a label is 1 to 64"), "{}", text(&output));
+    assert!(!text(&output).contains("File name too long"), "{}", text(&output));
+}
+
+#[test]
+fn the_longest_label_makes_a_run_id_that_is_allocated_and_parsed_back() {
+    let artifacts = tempfile::tempdir().expect("temp dir");
+    let label = format!("a{}", "9".repeat(63));
+
+    let (run_id, dir) = runid::allocate(artifacts.path(), SUITE, date(), &label).expect("64 characters fit");
+
+    assert!(dir.is_dir());
+    assert_eq!(run_id.to_string().parse::<RunId>().expect("parses back"), run_id);
+}

@@ -102,3 +102,74 @@ fn the_shipped_example_targets_file_is_valid_apart_from_its_certificate_files() 
     }
     assert_eq!(message.lines().count(), 2, "{message}");
 }
+
+// Bounds (issue 9): a targets file's values, tables and secret files are bounded when it is loaded.
+
+#[test]
+fn a_target_timeout_out_of_range_is_refused_naming_the_key() {
+    let text = "[targets.a]\nbase_url = \"https://a.example\"\ntimeout_seconds = 18446744073709551615\n\
+                [targets.b]\nbase_url = \"https://b.example\"\ntimeout_seconds = 0\n";
+
+    let message = problems(text);
+
+    let expected = "targets.toml:3:19: targets.a.timeout_seconds: 18446744073709551615 is out of range: \
+                    a timeout is 1 to 3600 seconds";
+    assert!(message.contains(expected), "{message}");
+    assert!(message.contains("targets.toml:6:19: targets.b.timeout_seconds: 0 is out of range"), "{message}");
+}
+
+#[test]
+fn oversized_target_names_values_and_tables_are_refused() {
+    let name = "n".repeat(65);
+    let headers: String = (0..65).map(|i| format!("X-H{i} = \"x\"\n")).collect();
+    let text = format!(
+        "[targets.{name}]\nbase_url = \"https://a.example\"\n\
+         [targets.a]\nbase_url = \"https://{}\"\n[targets.a.variables]\npatient = \"{}\"\n\
+         [targets.a.headers]\n{headers}",
+        "h".repeat(8 * 1024),
+        "p".repeat(8 * 1024 + 1)
+    );
+
+    let message = problems(&text);
+
+    assert!(
+        message.contains(&format!("targets.{}…: the name is 65 characters long; at most 64", "n".repeat(64))),
+        "{message}"
+    );
+    assert!(message.contains("targets.a.base_url: is 8200 bytes long; at most 8192"), "{message}");
+    assert!(message.contains("targets.a.variables.patient: is 8193 bytes long; at most 8192"), "{message}");
+    assert!(message.contains("targets.a.headers: 65 headers; at most 64"), "{message}");
+}
+
+#[test]
+fn a_header_value_with_a_line_break_is_refused() {
+    let text = "[targets.a]\nbase_url = \"https://a.example\"\nheaders = { \"X-A\" = \"1\\r\\nX-Injected: 2\" }\n";
+
+    let message = problems(text);
+
+    assert!(message.contains("targets.toml:3:") && message.contains("targets.a.headers.X-A"), "{message}");
+    assert!(message.contains("cannot contain line breaks"), "{message}");
+}
+
+#[test]
+fn oversized_targets_and_secret_files_are_refused_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let huge = dir.path().join("huge.toml");
+    std::fs::File::create(&huge).expect("create").set_len((1 << 20) + 1).expect("grow");
+    let secret = dir.path().join("basic.pw");
+    std::fs::File::create(&secret).expect("create").set_len((64 << 10) + 1).expect("grow");
+    let file = dir.path().join("targets.toml");
+    let text = "[targets.a]\nbase_url = \"https://a.example\"\n\
+                [targets.a.basic]\nuser = \"u\"\npassword_file = \"basic.pw\"\n";
+    std::fs::write(&file, text).expect("write");
+
+    let whole = match Targets::load(&huge) {
+        Err(TargetError::Invalid(problems)) => problems.to_string(),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let secret_error = Targets::load(&file).expect("valid").resolve("a").expect_err("oversized secret").to_string();
+
+    assert!(whole.contains("huge.toml: 1048577 bytes is over the limit of 1 MiB for a targets file"), "{whole}");
+    assert!(secret_error.contains("targets.a.basic.password"), "{secret_error}");
+    assert!(secret_error.contains("over the limit of 64 KiB for a secret file"), "{secret_error}");
+}

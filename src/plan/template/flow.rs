@@ -11,13 +11,9 @@ use toml::Spanned;
 
 use super::BUILTIN_VARIABLES;
 use super::validate::{RawPoll, Validator};
+use crate::evidence::limits::{MAX_POLL_ATTEMPTS, MAX_POLL_INTERVAL_MS, MAX_POLL_WAIT_MS};
 use crate::probe::capture::{Capture, CapturePart};
 use crate::probe::poll::{self, Poll};
-
-/// Most attempts a poll may make; a run is a check, not a wait loop.
-const MAX_ATTEMPTS: i64 = 1000;
-/// Longest pause between two poll attempts.
-const MAX_INTERVAL_MS: i64 = 60_000;
 
 impl Validator<'_, '_> {
     /// Validates `capture = { name = "/pointer" | { pointer = "/p", part = "path_and_query" } }`.
@@ -117,15 +113,28 @@ impl Validator<'_, '_> {
             ok = false;
             None
         };
-        let attempts = bounded(&raw.attempts, "attempts", 1..=MAX_ATTEMPTS);
-        let interval_ms = bounded(&raw.interval_ms, "interval_ms", 0..=MAX_INTERVAL_MS);
+        let attempts = bounded(&raw.attempts, "attempts", 1..=MAX_POLL_ATTEMPTS);
+        let interval_ms = bounded(&raw.interval_ms, "interval_ms", 0..=MAX_POLL_INTERVAL_MS);
+        let attempts = attempts.and_then(|a| u32::try_from(a).ok()).unwrap_or(poll::DEFAULT_ATTEMPTS);
+        let interval =
+            interval_ms.and_then(|ms| u64::try_from(ms).ok()).map_or(poll::DEFAULT_INTERVAL, Duration::from_millis);
+        let wait_ms = u128::from(attempts) * interval.as_millis();
+        if ok && wait_ms > MAX_POLL_WAIT_MS as u128 {
+            let span = raw.attempts.as_ref().or(raw.interval_ms.as_ref()).map(Spanned::span);
+            let message = format!(
+                "{attempts} attempts x {} ms wait {} s in all; at most {} s (one hour) are allowed",
+                interval.as_millis(),
+                wait_ms / 1000,
+                MAX_POLL_WAIT_MS / 1000
+            );
+            self.diag.at(span, key, message);
+            ok = false;
+        }
         ok.then(|| Poll {
             pointer: raw.pointer.get_ref().clone(),
             equals,
-            attempts: attempts.and_then(|a| u32::try_from(a).ok()).unwrap_or(poll::DEFAULT_ATTEMPTS),
-            interval: interval_ms
-                .and_then(|ms| u64::try_from(ms).ok())
-                .map_or(poll::DEFAULT_INTERVAL, Duration::from_millis),
+            attempts,
+            interval,
             audit_each_attempt: raw.audit_each_attempt.iter().map(|a| a.get_ref().clone()).collect(),
         })
     }

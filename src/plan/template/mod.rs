@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::plan::diag::{Collector, Problems};
+use crate::evidence::limits::{self, BoundedReadError, TEMPLATE_FILE};
+use crate::plan::diag::{Collector, Problem, Problems};
 use crate::probe::BodyCheck;
 use validate::{RawTemplate, Validator};
 
@@ -138,8 +139,14 @@ impl Template {
     /// Loads and validates `<dir>/template.toml`.
     pub fn load(dir: &Path) -> Result<Template, TemplateError> {
         let file = dir.join("template.toml");
-        let text =
-            std::fs::read_to_string(&file).map_err(|source| TemplateError::Read { path: file.clone(), source })?;
+        let text = match limits::read_bounded_string(&file, &TEMPLATE_FILE) {
+            Ok(text) => text,
+            Err(BoundedReadError::Io(source)) => return Err(TemplateError::Read { path: file, source }),
+            Err(BoundedReadError::TooLarge(message)) => {
+                let problem = Problem { file, line: None, column: None, key: String::new(), message };
+                return Err(TemplateError::Invalid(Problems(vec![problem])));
+            }
+        };
         let mut diag = Collector::new(&file, &text);
         let raw: RawTemplate = match toml::from_str(&text) {
             Ok(raw) => raw,

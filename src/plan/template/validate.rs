@@ -2,7 +2,10 @@
 //!
 //! Raw structs keep `toml::Spanned` values so that every semantic mistake (bad method, status, header,
 //! missing file, undefined variable) is reported with its line; the validator records every problem it
-//! finds instead of stopping at the first.
+//! finds instead of stopping at the first. The bounds of every value and list (`bounds.rs`, limits in
+//! [`crate::evidence::limits`]) are checked in the same pass.
+
+mod bounds;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
@@ -15,6 +18,7 @@ use super::{
     AuditQuery, BUILTIN_VARIABLES, DEFAULT_SUITE, DEFAULT_TIMEOUT_SECONDS, Phase, Probe, RESERVED_HEADERS,
     SCHEMA_VERSION, SQL_WINDOW_VARIABLES, Template, TemplateBody,
 };
+use crate::evidence::limits::{self, AUDIT_SQL_FILE};
 use crate::plan::diag::{Collector, Problem, line_col};
 use crate::probe::BodyCheck;
 use crate::probe::placeholder;
@@ -25,8 +29,7 @@ use crate::probe::placeholder;
 pub(super) struct RawTemplate {
     schema_version: Spanned<u32>,
     name: Spanned<String>,
-    #[serde(default)]
-    description: String,
+    description: Option<Spanned<String>>,
     label: Spanned<String>,
     suite: Option<Spanned<String>>,
     timeout_seconds: Option<Spanned<u64>>,
@@ -43,7 +46,7 @@ pub(super) struct RawTemplate {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPhase {
     id: Spanned<String>,
-    name: String,
+    name: Spanned<String>,
     #[serde(default)]
     audit: Vec<Spanned<String>>,
     probes: Vec<RawProbe>,
@@ -56,8 +59,7 @@ pub(super) struct RawPhase {
 pub(super) struct RawProbe {
     id: Spanned<String>,
     name: Spanned<String>,
-    #[serde(default)]
-    memo: String,
+    memo: Option<Spanned<String>>,
     method: Spanned<String>,
     path: Spanned<String>,
     #[serde(default)]
@@ -136,17 +138,12 @@ impl Validator<'_, '_> {
                 ),
             );
         }
-        if !crate::evidence::runid::is_valid_label(raw.label.get_ref()) {
-            self.diag.at(
-                Some(raw.label.span()),
-                "label",
-                "a label is ASCII letters and digits, starting with a letter",
-            );
-        }
+        self.bound_template(&raw);
         let suite = raw.suite.map_or_else(|| DEFAULT_SUITE.to_owned(), |s| self.folder_name(s, "suite"));
         let name = self.folder_name(raw.name, "name");
         let variables = self.variables(&raw.variables);
-        let timeout = Duration::from_secs(raw.timeout_seconds.map_or(DEFAULT_TIMEOUT_SECONDS, |t| *t.get_ref()));
+        let default_timeout = Duration::from_secs(DEFAULT_TIMEOUT_SECONDS);
+        let timeout = self.timeout(raw.timeout_seconds.as_ref(), "timeout_seconds", default_timeout);
         let common = self.headers(&raw.headers, "headers");
         let mut ids = BTreeSet::new();
         let serverinfo = raw.serverinfo.map(|p| {
@@ -175,7 +172,7 @@ impl Validator<'_, '_> {
             dir: self.dir.to_owned(),
             schema_version: raw.schema_version.into_inner(),
             name,
-            description: raw.description,
+            description: raw.description.map(Spanned::into_inner).unwrap_or_default(),
             label: raw.label.into_inner(),
             suite,
             variables,
@@ -220,7 +217,7 @@ impl Validator<'_, '_> {
         self.captures.next_phase();
         Phase {
             id: phase.id.into_inner(),
-            name: phase.name,
+            name: phase.name.into_inner(),
             audit_queries: audit_queries.into_iter().flatten().collect(),
             probes,
         }
@@ -318,14 +315,11 @@ impl Validator<'_, '_> {
         let audit_expected = self.audit_actions(&raw.audit, key);
         let captures = self.captures(&raw.capture, key);
         let poll = raw.poll.as_ref().and_then(|p| self.poll(p, key, &audit_expected));
-        let timeout = raw.timeout_seconds.map_or(default_timeout, |t| Duration::from_secs(*t.get_ref()));
-        if timeout.is_zero() {
-            self.diag.at(None, format!("{key}.timeout_seconds"), "a timeout must be at least 1 second");
-        }
+        let timeout = self.timeout(raw.timeout_seconds.as_ref(), &format!("{key}.timeout_seconds"), default_timeout);
         Probe {
             id: raw.id.into_inner(),
             name: raw.name.into_inner(),
-            memo: raw.memo,
+            memo: raw.memo.map(Spanned::into_inner).unwrap_or_default(),
             method,
             path: raw.path.into_inner(),
             headers,
@@ -380,9 +374,12 @@ impl Validator<'_, '_> {
                 self.check_placeholders(&body, &format!("{key}.body"));
                 TemplateBody::Inline(body.into_inner())
             }
-            (None, Some(file)) => self
-                .template_file(&file, "bodies", &format!("{key}.body_file"))
-                .map_or(TemplateBody::Empty, TemplateBody::File),
+            (None, Some(file)) => {
+                let key = format!("{key}.body_file");
+                let Some(path) = self.template_file(&file, "bodies", &key) else { return TemplateBody::Empty };
+                self.bound_body_file(&path, file.span(), &key);
+                TemplateBody::File(path)
+            }
             (None, None) => TemplateBody::Empty,
         }
     }
@@ -465,10 +462,10 @@ impl Validator<'_, '_> {
     fn audit_query(&mut self, file: &Spanned<String>, phase_key: &str) -> Option<AuditQuery> {
         let key = format!("{phase_key}.audit");
         let path = self.template_file(file, "audit", &key)?;
-        let sql = match std::fs::read_to_string(&path) {
+        let sql = match limits::read_bounded_string(&path, &AUDIT_SQL_FILE) {
             Ok(sql) => sql,
             Err(error) => {
-                self.diag.at(Some(file.span()), key, format!("cannot read {}: {error}", path.display()));
+                self.diag.at(Some(file.span()), key, format!("{}: {error}", path.display()));
                 return None;
             }
         };
