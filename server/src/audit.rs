@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 pub use seal::{StoredRow, sha256_hex};
-pub use tx::{AuditTx, DbTx};
+pub use tx::AuditTx;
 pub use verify::{BrokenLink, ChainHead, VerifyReport};
 
 use crate::clock::Clock;

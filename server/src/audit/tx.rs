@@ -14,12 +14,12 @@
 use std::sync::Arc;
 
 use chrono::SubsecRound;
-use sqlx::{Postgres, Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{AuditError, AuditEvent, sealed_row};
 use crate::clock::Clock;
 use crate::db::Db;
+use crate::dbtx::DbTx;
 
 /// Key of the PostgreSQL advisory lock that serialises chain appends across processes.
 const CHAIN_LOCK_KEY: i64 = 0x5048_525f_4155_4454; // "PHR_AUDT"
@@ -38,33 +38,6 @@ const INSERT_SQL: &str = "INSERT INTO d_audit_event (id, chain_id, hash_version,
      actor_display_name, actor_role, action, outcome, resource, patient_id, request_id, trace_id, ip_address, \
      user_agent, run_id, payload, payload_hash, previous_hash, event_hash) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)";
-
-/// An open database transaction of either backend.
-#[derive(Debug)]
-pub enum DbTx {
-    Postgres(Transaction<'static, Postgres>),
-    Sqlite(Transaction<'static, Sqlite>),
-}
-
-/// Runs the same statement expression against whichever transaction `$tx` (a `&mut DbTx`) holds; `$conn`
-/// is the connection inside it.
-///
-/// `with_tx!(tx.db(), |conn| sqlx::query("…").bind(x).execute(&mut *conn).await)`
-#[macro_export]
-macro_rules! with_tx {
-    ($tx:expr, |$conn:ident| $body:expr) => {
-        match $tx {
-            $crate::audit::DbTx::Postgres(tx) => {
-                let $conn = &mut **tx;
-                $body
-            }
-            $crate::audit::DbTx::Sqlite(tx) => {
-                let $conn = &mut **tx;
-                $body
-            }
-        }
-    };
-}
 
 /// The chain lock plus one database transaction; rows appended in it commit with whatever else it changed.
 #[derive(Debug)]
@@ -107,7 +80,7 @@ impl AuditTx {
             DbTx::Postgres(_) => PG_NEXT_ID_SQL,
             DbTx::Sqlite(_) => SQLITE_NEXT_ID_SQL,
         };
-        let id = with_tx!(&mut self.tx, |conn| {
+        let id = crate::with_tx!(&mut self.tx, |conn| {
             let previous_hash: String =
                 sqlx::query_scalar(HEAD_SQL).bind(MAIN_CHAIN).fetch_optional(&mut *conn).await?.unwrap_or_default();
             let id: i64 = sqlx::query_scalar(next_id_sql).fetch_one(&mut *conn).await?;

@@ -37,10 +37,13 @@ pub async fn upsert(State(app): State<AppState>, meta: RequestMeta, body: Body) 
             secret_key,
             registered: app.config.clock.now(),
         };
-        let id = clinical::upsert_key(&app.db, &key)
-            .await
-            .map_err(|e| with_key_details(ApiError::from(e).with_patient(patient_id), access_key))?;
-        let reply = Reply::json(&[id])?.patient(patient_id);
+        let (id, tx) = pipeline::change(&app, async |tx| {
+            clinical::upsert_key(tx, &key)
+                .await
+                .map_err(|e| with_key_details(ApiError::from(e).with_patient(patient_id), access_key))
+        })
+        .await?;
+        let reply = Reply::json(&[id])?.patient(patient_id).in_transaction(tx);
         Ok(with_suffix(reply, access_key))
     })
     .await

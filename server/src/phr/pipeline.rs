@@ -4,7 +4,9 @@
 //! and its audit rule (one row per call, success or failure, fail closed) are the same for every endpoint,
 //! so they live in one place: [`handle`]. Authentication has no other caller, so it lives here too. Each
 //! step is a small function: `authenticate` the caller, run the endpoint, turn its result into a `Call`,
-//! then `CallRows::record` writes the rows and decides the answer.
+//! then `CallRows::record` writes the rows and decides the answer. An endpoint that changes data does so
+//! through [`change`], inside the audit chain's transaction, and the rows commit in that same transaction:
+//! a refused row rolls the change back.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
@@ -14,8 +16,9 @@ use serde_json::{Map, Value};
 use super::delivery;
 use super::reply::Reply;
 use super::request::{AuthMode, Caller, RequestMeta};
-use crate::audit::{Action, AuditError, AuditEvent, Outcome};
+use crate::audit::{Action, AuditError, AuditEvent, AuditTx, Outcome};
 use crate::auth::parse_basic;
+use crate::dbtx::DbTx;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
@@ -117,6 +120,10 @@ struct Call {
     extra_rows: Vec<(Action, Map<String, Value>)>,
     /// The action of the `failed` row for a body that breaks off ([`Reply::audit_if_incomplete`]).
     watch: Option<Action>,
+    /// The call's uncommitted data change; its rows join it ([`Reply::in_transaction`]).
+    transaction: Option<AuditTx>,
+    /// Runs after the commit ([`Reply::on_commit`]).
+    on_commit: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Call {
@@ -139,6 +146,8 @@ impl Call {
             payload,
             extra_rows: reply.also_audit,
             watch: reply.audit_if_incomplete,
+            transaction: reply.transaction,
+            on_commit: reply.on_commit,
         }
     }
 
@@ -159,6 +168,8 @@ impl Call {
             payload,
             extra_rows: Vec::new(),
             watch: None,
+            transaction: None,
+            on_commit: None,
         }
     }
 }
@@ -175,8 +186,9 @@ struct CallRows<'a> {
 }
 
 impl CallRows<'_> {
-    /// Writes the call's rows (further rows first, then its own), fail closed: when one cannot be written the
-    /// answer becomes a 500 and no further row is written. A body to watch is wrapped only once all are in.
+    /// Writes the call's rows (further rows first, then its own) in one transaction with the call's data
+    /// change, fail closed: when one cannot be written nothing commits and the answer becomes a 500. A body
+    /// to watch is wrapped only once all are in.
     async fn record(&self, call: Call) -> Response {
         let mut payload = call.payload;
         self.add_call_facts(&mut payload);
@@ -191,9 +203,12 @@ impl CallRows<'_> {
             .collect();
         let incomplete_event = call.watch.map(|watch_action| self.event(watch_action, payload.clone()));
         events.push(self.event(call.action, payload));
-        if let Err(error) = self.append_all(events).await {
+        if let Err(error) = self.commit_with(call.transaction, events).await {
             // Fail closed: without its audit row the call did not happen, whatever the endpoint produced.
             return ApiError::internal(error).into_response_with_trace(self.trace_id);
+        }
+        if let Some(hook) = call.on_commit {
+            hook();
         }
         match incomplete_event {
             Some(event) => watch_body(self.app, call.response, event),
@@ -237,13 +252,48 @@ impl CallRows<'_> {
         }
     }
 
-    /// Appends the rows in order, stopping at the first that cannot be written.
-    async fn append_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+    /// Appends the rows in order into `transaction` (or a new one) and commits; at the first row that cannot
+    /// be written the whole transaction, data change included, is rolled back.
+    async fn commit_with(&self, transaction: Option<AuditTx>, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        let mut tx = match transaction {
+            Some(tx) => tx,
+            None => self.app.audit.begin().await?,
+        };
+        let rows = events.len();
         for event in events {
-            self.app.audit.append(event).await?;
+            if let Err(error) = tx.append(event).await {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(%rollback, "rollback after a refused audit row failed; the pool rolls the connection back or closes it");
+                }
+                return Err(error);
+            }
+        }
+        tx.commit().await?;
+        for _ in 0..rows {
             self.app.metrics.audit_write(self.outcome);
         }
         Ok(())
+    }
+}
+
+/// Runs a call's data change in a new audit-chain transaction and hands the transaction back for
+/// [`Reply::in_transaction`], so the change commits only with the call's rows. When `change` fails, the
+/// transaction is rolled back before the error is returned (its failure row is then written on its own).
+///
+/// Only the transaction may be used inside `change`: on SQLite it holds the database's write lock.
+pub async fn change<T, F>(app: &AppState, change: F) -> Result<(T, AuditTx), ApiError>
+where
+    F: AsyncFnOnce(&mut DbTx) -> Result<T, ApiError>,
+{
+    let mut tx = app.audit.begin().await.map_err(ApiError::internal)?;
+    match change(tx.db()).await {
+        Ok(value) => Ok((value, tx)),
+        Err(error) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(%rollback, "rollback of a failed change failed; the pool rolls the connection back or closes it");
+            }
+            Err(error)
+        }
     }
 }
 
