@@ -55,6 +55,8 @@ pub enum Action {
     SignedUrlIssued,
     SignedUrlNullFallback,
     SignedUrlIssueFailed,
+    /// An answer on a PHR path that no endpoint gave: the router's 404/405, an extractor's rejection, a limit.
+    RequestRejected,
 }
 
 impl Action {
@@ -82,6 +84,7 @@ impl Action {
             Self::SignedUrlIssued => "PHR_SIGNED_URL_ISSUED",
             Self::SignedUrlNullFallback => "PHR_SIGNED_URL_NULL_FALLBACK",
             Self::SignedUrlIssueFailed => "PHR_SIGNED_URL_ISSUE_FAILED",
+            Self::RequestRejected => "PHR_REQUEST_REJECTED",
         }
     }
 }
@@ -208,7 +211,7 @@ pub(crate) fn sealed_row(
 /// Makes a value fit its column: control characters (PostgreSQL refuses NUL in text; a path parameter can
 /// carry one) are written as `\u{..}` escapes, then the value is cut to the column's width on a character
 /// boundary, so hostile input never fails the insert (which would fail the call closed).
-fn column_text(value: &str, max_chars: usize) -> Cow<'_, str> {
+pub(crate) fn column_text(value: &str, max_chars: usize) -> Cow<'_, str> {
     let value = if value.chars().any(char::is_control) {
         let mut escaped = String::with_capacity(value.len() + 8);
         for c in value.chars() {

@@ -16,11 +16,18 @@ use serde_json::{Map, Value};
 use super::delivery;
 use super::reply::Reply;
 use super::request::{AuthMode, Caller, RequestMeta};
-use crate::audit::{Action, AuditError, AuditEvent, AuditTx, Outcome};
+use crate::audit::{Action, AuditError, AuditEvent, AuditTx, Outcome, column_text};
 use crate::auth::parse_basic;
 use crate::dbtx::DbTx;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
+
+/// Width of the `trace_id` column; the payload's copy is cut the same way.
+const TRACE_ID_CHARS: usize = 256;
+
+/// Marks a response whose audit rows the pipeline wrote, so the guard (`phr::guard`) leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Audited;
 
 /// Runs one PHR call: common rules, authentication, the endpoint, then its audit row (fail closed).
 ///
@@ -30,13 +37,31 @@ pub async fn handle<F>(app: &AppState, meta: RequestMeta, action: Action, mode: 
 where
     F: AsyncFnOnce(Caller) -> Result<Reply, ApiError>,
 {
-    let trace_id = meta.trace_id().ok();
     let (caller, result) = run(app, &meta, mode, endpoint).await;
+    finish(app, &meta, caller.as_ref(), action, result).await
+}
+
+/// Audits a request that no endpoint answered (the router's 404 or 405, an extractor's rejection, a limit)
+/// as a `failed` row of `action` with the error's reason, and answers the error as JSON. Nobody is
+/// authenticated for it.
+pub async fn reject(app: &AppState, meta: RequestMeta, action: Action, error: ApiError) -> Response {
+    finish(app, &meta, None, action, Err(error)).await
+}
+
+/// Turns the call's result into its rows and its answer (with `X-Trace-Id`), marked [`Audited`].
+async fn finish(
+    app: &AppState,
+    meta: &RequestMeta,
+    caller: Option<&Caller>,
+    action: Action,
+    result: Result<Reply, ApiError>,
+) -> Response {
+    let trace_id = meta.trace_id().ok();
     let call = Call::of(result, action, trace_id.as_deref());
     let rows = CallRows {
         app,
-        meta: &meta,
-        caller: caller.as_ref(),
+        meta,
+        caller,
         trace_id: trace_id.as_deref(),
         patient_id: call.patient_id.clone(),
         outcome: call.outcome,
@@ -45,6 +70,7 @@ where
     if let Some(trace) = trace_id.and_then(|t| HeaderValue::from_str(&t).ok()) {
         response.headers_mut().insert("x-trace-id", trace);
     }
+    response.extensions_mut().insert(Audited);
     response
 }
 
@@ -221,7 +247,8 @@ impl CallRows<'_> {
         let facility_id = self.caller.map(|c| c.facility_id.clone()).or_else(|| self.meta.optional("x-facility-id"));
         payload.insert("facilityId".into(), facility_id.into());
         payload.insert("userId".into(), self.caller.map(|c| c.user_id.clone()).into());
-        payload.insert("traceId".into(), self.trace_id.into());
+        // Cut like the column (a trace id may be as long as the header limit allows).
+        payload.insert("traceId".into(), self.trace_id.map(|t| column_text(t, TRACE_ID_CHARS).into_owned()).into());
         if let Some(cert) = self.meta.client_cert() {
             payload.insert(
                 "clientCertificate".into(),
@@ -240,7 +267,7 @@ impl CallRows<'_> {
             actor_display_name: self.caller.and_then(|c| c.display_name.clone()),
             actor_role: self.caller.and_then(|c| c.role.clone()),
             action,
-            resource: Some(self.meta.path.clone()),
+            resource: (!self.meta.path.is_empty()).then(|| self.meta.path.clone()),
             patient_id: self.patient_id.clone(),
             request_id: self.meta.optional("x-request-id"),
             trace_id: self.trace_id.map(str::to_owned),

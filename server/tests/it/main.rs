@@ -14,6 +14,7 @@ mod audit_atomic;
 mod audit_tamper;
 mod check_secrets;
 mod common_rules;
+mod every_answer;
 mod export_interrupted;
 mod export_large;
 mod export_lifecycle;
