@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::pipeline;
 use super::reply::Reply;
-use super::request::{AuthMode, Caller, RequestMeta, read_body};
+use super::request::{AuthMode, Caller, RequestMeta, invalid_json, read_body};
 use crate::audit::{Action, AuditTx};
 use crate::config::export::normalise_public_base;
 use crate::error::{ApiError, ErrorCode};
@@ -144,8 +144,7 @@ pub async fn submit(State(app): State<AppState>, meta: RequestMeta, uri: Uri, bo
     pipeline::handle(&app, meta, Action::ExportRequest, AuthMode::Basic, async |caller| {
         transport.refuse_plain_http()?;
         let bytes = read_body(body, MAX_EXPORT_BODY).await?;
-        let request: PhrExportRequest = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, format!("request body is not valid JSON: {e}")))?;
+        let request: PhrExportRequest = serde_json::from_slice(&bytes).map_err(|e| invalid_json(&e))?;
         let spec = validate(&request, app.config.export.max_patients)
             .map_err(|message| ApiError::new(ErrorCode::InvalidPayload, message))?;
         require_patients(&app, &caller.facility_id, &spec.patient_ids).await?;

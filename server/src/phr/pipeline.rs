@@ -14,6 +14,7 @@ use axum::response::Response;
 use serde_json::{Map, Value};
 
 use super::delivery;
+use super::keys::mask_access_key;
 use super::reply::Reply;
 use super::request::{AuthMode, Caller, RequestMeta};
 use crate::audit::{Action, AuditError, AuditEvent, AuditTx, Outcome, column_text};
@@ -62,6 +63,7 @@ async fn finish(
         app,
         meta,
         caller,
+        claimed: if caller.is_none() { meta.claimed_user() } else { None },
         trace_id: trace_id.as_deref(),
         patient_id: call.patient_id.clone(),
         outcome: call.outcome,
@@ -84,13 +86,18 @@ async fn run<F>(
 where
     F: AsyncFnOnce(Caller) -> Result<Reply, ApiError>,
 {
-    match authenticate(app, meta, mode).await {
-        Ok(caller) => {
-            let result = endpoint(caller.clone()).await;
-            (Some(caller), result)
-        }
-        Err(error) => (None, Err(error)),
+    let caller = match authenticate(app, meta, mode).await {
+        Ok(caller) => caller,
+        Err(error) => return (None, Err(error)),
+    };
+    // Authenticated, but for another facility than the header names: the row still names who it was.
+    if mode == AuthMode::Basic
+        && let Some(Err(error)) = meta.header("x-facility-id").ok().flatten().map(|f| caller.require_facility(f))
+    {
+        return (Some(caller), Err(error));
     }
+    let result = endpoint(caller.clone()).await;
+    (Some(caller), result)
 }
 
 /// Applies the common request rules and authenticates the caller (PHR_API.md §1–§2).
@@ -113,7 +120,6 @@ async fn authenticate(app: &AppState, meta: &RequestMeta, mode: AuthMode) -> Res
         trace_id,
         client_cert: meta.client_cert().cloned(),
     };
-    caller.require_facility(&facility_header)?;
     Ok(caller)
 }
 
@@ -206,6 +212,8 @@ struct CallRows<'a> {
     meta: &'a RequestMeta,
     /// `None` when the call failed before authentication succeeded.
     caller: Option<&'a Caller>,
+    /// Without a caller: `(facility, user)` the Basic header claims, for the row's actor (not a secret).
+    claimed: Option<(String, String)>,
     trace_id: Option<&'a str>,
     patient_id: Option<String>,
     outcome: Outcome,
@@ -244,9 +252,17 @@ impl CallRows<'_> {
 
     /// Who called and how, in the payload of every row: facility, user, trace id, certificate, patient.
     fn add_call_facts(&self, payload: &mut Map<String, Value>) {
-        let facility_id = self.caller.map(|c| c.facility_id.clone()).or_else(|| self.meta.optional("x-facility-id"));
+        let facility_id = self
+            .caller
+            .map(|c| c.facility_id.clone())
+            .or_else(|| self.claimed.as_ref().map(|(facility, _)| facility.clone()))
+            .or_else(|| self.meta.optional("x-facility-id"));
         payload.insert("facilityId".into(), facility_id.into());
-        payload.insert("userId".into(), self.caller.map(|c| c.user_id.clone()).into());
+        let claimed_user = self.claimed.as_ref().map(|(_, user)| user.clone());
+        payload.insert("userId".into(), self.caller.map(|c| c.user_id.clone()).or(claimed_user).into());
+        if self.claimed.is_some() {
+            payload.insert("actorClaimed".into(), true.into());
+        }
         // Cut like the column (a trace id may be as long as the header limit allows).
         payload.insert("traceId".into(), self.trace_id.map(|t| column_text(t, TRACE_ID_CHARS).into_owned()).into());
         if let Some(cert) = self.meta.client_cert() {
@@ -263,11 +279,14 @@ impl CallRows<'_> {
     /// One row of the call with its own action and payload.
     fn event(&self, action: Action, payload: Map<String, Value>) -> AuditEvent {
         AuditEvent {
-            actor_id: self.caller.map(Caller::actor_id),
+            actor_id: self
+                .caller
+                .map(Caller::actor_id)
+                .or_else(|| self.claimed.as_ref().map(|(facility, user)| format!("{facility}:{user}"))),
             actor_display_name: self.caller.and_then(|c| c.display_name.clone()),
             actor_role: self.caller.and_then(|c| c.role.clone()),
             action,
-            resource: (!self.meta.path.is_empty()).then(|| self.meta.path.clone()),
+            resource: (!self.meta.path.is_empty()).then(|| mask_access_key(&self.meta.path).into_owned()),
             patient_id: self.patient_id.clone(),
             request_id: self.meta.optional("x-request-id"),
             trace_id: self.trace_id.map(str::to_owned),

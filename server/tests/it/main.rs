@@ -11,6 +11,7 @@ mod support;
 
 mod audit;
 mod audit_atomic;
+mod audit_secrets;
 mod audit_tamper;
 mod check_secrets;
 mod common_rules;
