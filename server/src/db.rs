@@ -103,7 +103,9 @@ impl Db {
                 .map_err(|e| sqlite_error(&e))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                // FULL: an acknowledged commit (an audit row and its data change) survives power loss;
+                // NORMAL in WAL mode may lose the last commits.
+                .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             let pool = SqlitePoolOptions::new()
@@ -249,6 +251,9 @@ fn postgres_options(url: &str) -> Result<(PgConnectOptions, PgTls), DbError> {
         });
     }
     let mode = options.get_ssl_mode();
+    // Sent in the startup packet: a commit is acknowledged only once flushed, whatever the database's or
+    // role's default says (an acknowledged audit row must survive a crash).
+    let options = options.options([("synchronous_commit", "on")]);
     Ok((options, PgTls { mode, root_cert }))
 }
 

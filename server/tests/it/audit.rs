@@ -154,3 +154,40 @@ async fn control_characters_in_ids_are_escaped_into_the_row_instead_of_failing_t
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_audit_connection_waits_for_the_flush_on_both_backends() {
+    for db in support::backends().await {
+        // Arrange: on PostgreSQL the database's default says not to wait; the server must not follow it.
+        if db.backend == Backend::Postgres {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let name: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&pool).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{name}\" SET synchronous_commit = off")))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        let server = TestServer::start(db, Options::default()).await;
+
+        // Act: ask the connection the audit writer appends on.
+        let mut tx = server.app.audit.begin().await.unwrap();
+        let setting: String = phr_server::with_tx!(tx.db(), |conn| match server.backend {
+            Backend::Sqlite => sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .map(|level| level.to_string()),
+            Backend::Postgres => sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&mut *conn).await,
+        })
+        .unwrap();
+        tx.rollback().await.unwrap();
+
+        // Assert: SQLite FULL (2), PostgreSQL on.
+        let expected = match server.backend {
+            Backend::Sqlite => "2",
+            Backend::Postgres => "on",
+        };
+        assert_eq!(setting, expected, "{:?}", server.backend);
+        server.stop().await;
+    }
+}
