@@ -7,14 +7,15 @@
 //! the only extractor our handlers use that can refuse), or from a limit. The guard answers the limits
 //! itself (request headers over [`MAX_HEADER_BYTES`] or [`MAX_HEADERS`]: 431) and turns every unmarked
 //! response into a `PHR_REQUEST_REJECTED` row with the reason plus the JSON body, keeping its status and
-//! `Allow` header. It runs inside the metrics layer, so those answers are counted too.
+//! `Allow` header. HEAD is refused before any route runs (see [`head_refused`]). It runs inside the metrics
+//! layer, so those answers are counted too.
 //!
 //! Requests that hyper refuses before any service runs never reach it; `tls.rs` therefore sets hyper's
 //! header limits above these, so only heads beyond hyper's limits, and heads that are not HTTP at all,
 //! are answered without a row (see `tls.rs`).
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -44,6 +45,12 @@ pub async fn enforce(State(app): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     }
     let meta = meta_of(&request);
+    if request.method() == Method::HEAD {
+        // The guard wraps each route's handlers, after the method was dispatched (HEAD to the GET handler):
+        // it must not run at all.
+        let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+        return pipeline::reject(&app, meta, Action::RequestRejected, head_refused(route.as_deref())).await;
+    }
     let method = request.method().clone();
     let response = next.run(request).await;
     if response.extensions().get::<Audited>().is_some() {
@@ -100,6 +107,25 @@ fn header_limit(headers: &HeaderMap) -> Option<ApiError> {
         .with_detail("headerBytes", bytes)
         .with_detail("headerCount", count)
     })
+}
+
+/// HEAD is not served on audited paths. axum would run the GET handler and drop the body, so a HEAD would
+/// spend a signed URL, charge the image burst budget, mint a download URL nobody sees, and leave a success
+/// row for data that never left. No PHR client needs it: on a route (HEAD reaches only routes serving GET)
+/// it is a 405 naming what the route serves, elsewhere the router's 404.
+fn head_refused(route: Option<&str>) -> ApiError {
+    let Some(route) = route else {
+        return ApiError::new(ErrorCode::InvalidParameter, "no PHR resource at this path")
+            .with_status(StatusCode::NOT_FOUND)
+            .with_detail("rejectedBy", "router")
+            .with_detail("method", "HEAD");
+    };
+    let allow = if route.ends_with(paths::EXPORT_STATUS) { "GET, DELETE" } else { "GET" };
+    ApiError::new(ErrorCode::InvalidParameter, "HEAD is not served on the PHR API; use GET")
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+        .with_header(header::ALLOW, HeaderValue::from_static(allow))
+        .with_detail("rejectedBy", "router")
+        .with_detail("method", "HEAD")
 }
 
 /// The JSON error for an answer no endpoint gave, with the same status (and `Allow`, for a 405).

@@ -21,6 +21,7 @@ mod export_large;
 mod export_lifecycle;
 mod export_recovery;
 mod export_s3;
+mod head_requests;
 mod image;
 mod layer_id;
 mod migrate;
