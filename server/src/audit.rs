@@ -8,16 +8,18 @@
 //!
 //! Appends are serialised so a chain never forks: an in-process mutex keeps concurrent requests from
 //! queueing on database connections, and on PostgreSQL a transaction-scoped advisory lock extends the same
-//! guarantee to several server processes ([`tx`]). A data change and its rows share one transaction, so one
-//! never commits without the other. The table itself refuses UPDATE and DELETE (a trigger, see the
+//! guarantee to several server processes ([`tx`]). Plain appends are group-committed by one writer task
+//! (many calls' rows, one transaction, one flush); a data change and its rows share a transaction of their
+//! own, so one never commits without the other. The table itself refuses UPDATE and DELETE (a trigger, see the
 //! migrations).
 
 pub mod seal;
 pub mod tx;
 pub mod verify;
+mod writer;
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -26,6 +28,7 @@ use tokio::sync::Mutex;
 pub use seal::{StoredRow, sha256_hex};
 pub use tx::AuditTx;
 pub use verify::{BrokenLink, ChainHead, VerifyReport};
+use writer::GroupWriter;
 
 use crate::clock::Clock;
 use crate::db::Db;
@@ -131,6 +134,9 @@ pub struct AuditEvent {
 pub enum AuditError {
     #[error("audit database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The group-commit writer task is gone (the runtime is shutting down).
+    #[error("the audit writer has stopped")]
+    WriterStopped,
 }
 
 /// Appends to and verifies the audit chain.
@@ -140,13 +146,16 @@ pub struct AuditLog {
     db: Db,
     /// Stamps each row's `event_time`.
     clock: Clock,
-    /// Serialises appends inside this process (see the module docs); held by an [`AuditTx`] until it ends.
+    /// Serialises appends inside this process (see the module docs); held by an [`AuditTx`] until it ends,
+    /// and by the group-commit writer for each batch.
     append_lock: Arc<Mutex<()>>,
+    /// The group-commit writer, started on the first plain append (on the runtime that makes it).
+    writer: OnceLock<GroupWriter>,
 }
 
 impl AuditLog {
     pub fn new(db: Db, clock: Clock) -> Self {
-        Self { db, clock, append_lock: Arc::new(Mutex::new(())) }
+        Self { db, clock, append_lock: Arc::new(Mutex::new(())), writer: OnceLock::new() }
     }
 
     /// Begins a transaction on the chain: the data change of a call and its rows then commit together.
@@ -156,10 +165,17 @@ impl AuditLog {
 
     /// Appends one row on its own and returns its id. The row is committed when this returns `Ok`.
     pub async fn append(&self, event: AuditEvent) -> Result<i64, AuditError> {
-        let mut tx = self.begin().await?;
-        let id = tx.append(event).await?;
-        tx.commit().await?;
-        Ok(id)
+        let ids = self.append_all(vec![event]).await?;
+        ids.first().copied().ok_or(AuditError::WriterStopped)
+    }
+
+    /// Appends a call's rows, in order and all or none, through the group-commit writer; returns their ids
+    /// once committed (together with whatever other calls were waiting).
+    pub async fn append_all(&self, events: Vec<AuditEvent>) -> Result<Vec<i64>, AuditError> {
+        let writer = self
+            .writer
+            .get_or_init(|| GroupWriter::start(self.db.clone(), self.clock.clone(), self.append_lock.clone()));
+        writer.append(events).await
     }
 
     /// Walks every chain in id order and reports the first row, and column, that does not hold.
@@ -171,14 +187,14 @@ impl AuditLog {
 /// The row the writer inserts for `event`: every column as stored (fitted to its width), the payload with
 /// its copies of `action` and `status`, sealed with the current hash version.
 pub(crate) fn sealed_row(
-    event: AuditEvent,
+    event: &AuditEvent,
     id: i64,
     chain_id: &str,
     previous_hash: String,
     event_time: DateTime<Utc>,
 ) -> StoredRow {
-    let text = |value: Option<String>, width: usize| value.map(|v| column_text(&v, width).into_owned());
-    let mut payload = event.payload;
+    let text = |value: &Option<String>, width: usize| value.as_deref().map(|v| column_text(v, width).into_owned());
+    let mut payload = event.payload.clone();
     payload.insert("action".into(), event.action.as_str().into());
     payload.insert("status".into(), event.outcome.as_str().into());
     let payload = Value::Object(payload).to_string();
@@ -187,18 +203,18 @@ pub(crate) fn sealed_row(
         chain_id: chain_id.to_owned(),
         hash_version: seal::CURRENT_VERSION,
         event_time,
-        actor_id: text(event.actor_id, 128),
-        actor_display_name: text(event.actor_display_name, 255),
-        actor_role: text(event.actor_role, 64),
+        actor_id: text(&event.actor_id, 128),
+        actor_display_name: text(&event.actor_display_name, 255),
+        actor_role: text(&event.actor_role, 64),
         action: event.action.as_str().to_owned(),
         outcome: event.outcome.as_str().to_owned(),
-        resource: text(event.resource, 512),
-        patient_id: text(event.patient_id, 64),
-        request_id: text(event.request_id, 128),
-        trace_id: text(event.trace_id, 256),
-        ip_address: text(event.ip_address, 64),
-        user_agent: text(event.user_agent, 512),
-        run_id: text(event.run_id, 128),
+        resource: text(&event.resource, 512),
+        patient_id: text(&event.patient_id, 64),
+        request_id: text(&event.request_id, 128),
+        trace_id: text(&event.trace_id, 256),
+        ip_address: text(&event.ip_address, 64),
+        user_agent: text(&event.user_agent, 512),
+        run_id: text(&event.run_id, 128),
         payload_hash: sha256_hex(payload.as_bytes()),
         payload: Some(payload),
         previous_hash: Some(previous_hash),

@@ -86,7 +86,10 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Self, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let (options, tls) = postgres_options(url)?;
+            // No ping on acquire: the audit writer acquires under the chain lock, and a dead connection
+            // fails its first statement anyway (the pool still tests connections when they come back).
             let pool = PgPoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options)
@@ -109,6 +112,7 @@ impl Db {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             let pool = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)

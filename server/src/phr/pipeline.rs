@@ -298,14 +298,19 @@ impl CallRows<'_> {
         }
     }
 
-    /// Appends the rows in order into `transaction` (or a new one) and commits; at the first row that cannot
-    /// be written the whole transaction, data change included, is rolled back.
+    /// Appends the rows in order into `transaction` and commits; at the first row that cannot be written the
+    /// whole transaction, data change included, is rolled back. Without a data change the rows go to the
+    /// group-commit writer (all of the call's rows or none).
     async fn commit_with(&self, transaction: Option<AuditTx>, events: Vec<AuditEvent>) -> Result<(), AuditError> {
-        let mut tx = match transaction {
-            Some(tx) => tx,
-            None => self.app.audit.begin().await?,
-        };
         let rows = events.len();
+        let Some(mut tx) = transaction else {
+            // No data change: the rows go through the group-commit writer with other calls' rows.
+            self.app.audit.append_all(events).await?;
+            for _ in 0..rows {
+                self.app.metrics.audit_write(self.outcome);
+            }
+            return Ok(());
+        };
         for event in events {
             if let Err(error) = tx.append(event).await {
                 if let Err(rollback) = tx.rollback().await {
