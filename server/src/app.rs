@@ -31,10 +31,6 @@ use crate::storage::{BlobStore, StorageError};
 use crate::tls::TlsSetupError;
 use crate::{ops, paths, phr, serverinfo};
 
-/// Total request-header bytes accepted before answering 431 (hyper's own limit is far higher and answers
-/// without the JSON body).
-const MAX_HEADER_BYTES: usize = 16 * 1024;
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -104,6 +100,7 @@ impl App {
             .nest(paths::PHR_BASE, phr::routes())
             .route(paths::SERVER_INFO, axum::routing::get(serverinfo::fetch))
             .fallback(not_found)
+            .layer(middleware::from_fn_with_state(self.state.clone(), phr::guard::enforce))
             .layer(middleware::from_fn_with_state(self.state.clone(), observe))
             .with_state(self.state.clone())
     }
@@ -129,26 +126,23 @@ impl App {
             tracing::info!("shutdown requested; draining in-flight requests");
             let _ = stop_tx.send(true);
         };
-        crate::tls::serve(listeners.phr, self.tls.clone(), router, phr_stop, grace).await;
+        let audit_state = self.state.clone();
+        let on_refused: crate::tls::OnRefusedHead = Arc::new(move |peer, too_large, reason| {
+            phr::guard::audit_refused_head(&audit_state, peer, too_large, reason)
+        });
+        crate::tls::serve(listeners.phr, self.tls.clone(), router, phr_stop, grace, on_refused).await;
         let _ = ops_task.await;
         workers.stop().await;
         self.state.db.close().await;
     }
 }
 
-/// Metrics for every request, and the header-size limit with the JSON error body.
+/// Metrics for every request (the header limits and the audit of unrouted answers are `phr::guard`'s).
 async fn observe(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let header_bytes: usize = request.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-    let response = if header_bytes > MAX_HEADER_BYTES {
-        ApiError::new(ErrorCode::InvalidParameter, format!("request headers exceed {MAX_HEADER_BYTES} bytes"))
-            .with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-            .into_response_with_trace(None)
-    } else {
-        next.run(request).await
-    };
+    let response = next.run(request).await;
     app.metrics.request(&route, response.status().as_u16(), started.elapsed());
     response
 }

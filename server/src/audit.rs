@@ -1,28 +1,37 @@
 //! The tamper-evident audit trail in `d_audit_event`.
 //!
 //! Every PHR call leaves exactly one row, success or failure, and the weekly connectivity run proves the API
-//! works by counting those rows (joined on `trace_id`). Rows form a hash chain (PHR_API.md §5):
-//! `event_hash = sha256hex(previous_hash || payload_hash || epoch_millis(event_time) || actor_id)`, so a changed,
-//! removed or reordered row breaks every hash after it, and [`AuditLog::verify`] names the first broken link.
+//! works by counting those rows (joined on `trace_id`). Rows form hash chains (PHR_API.md §5): each row's
+//! `event_hash` seals every stored column together with the previous row's hash ([`seal`], hash version 2;
+//! rows written before it keep verifying under version 1), so a changed, removed or reordered row breaks the
+//! chain, and [`AuditLog::verify`] names the first row and column that do not hold ([`verify`]).
 //!
-//! Appends are serialised so the chain never forks: an in-process mutex keeps concurrent requests from
+//! Appends are serialised so a chain never forks: an in-process mutex keeps concurrent requests from
 //! queueing on database connections, and on PostgreSQL a transaction-scoped advisory lock extends the same
-//! guarantee to several server processes. The lock covers one read of the chain head and one insert, nothing
-//! more. The table itself refuses UPDATE and DELETE (a trigger, see the migrations).
+//! guarantee to several server processes ([`tx`]). Plain appends are group-committed by one writer task
+//! (many calls' rows, one transaction, one flush); a data change and its rows share a transaction of their
+//! own, so one never commits without the other. The table itself refuses UPDATE and DELETE (a trigger, see the
+//! migrations).
+
+pub mod seal;
+pub mod tx;
+pub mod verify;
+mod writer;
 
 use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 
-use chrono::{DateTime, SubsecRound, Utc};
-use futures::TryStreamExt;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sqlx::Row;
 use tokio::sync::Mutex;
+
+pub use seal::{StoredRow, sha256_hex};
+pub use tx::AuditTx;
+pub use verify::{BrokenLink, ChainHead, VerifyReport};
+use writer::GroupWriter;
 
 use crate::clock::Clock;
 use crate::db::Db;
-
-/// Key of the PostgreSQL advisory lock that serialises chain appends across processes.
-const CHAIN_LOCK_KEY: i64 = 0x5048_525f_4155_4454; // "PHR_AUDT"
 
 /// Every audit action the server writes. Names are the spec's and existing audit SQL depends on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +58,8 @@ pub enum Action {
     SignedUrlIssued,
     SignedUrlNullFallback,
     SignedUrlIssueFailed,
+    /// An answer on a PHR path that no endpoint gave: the router's 404/405, an extractor's rejection, a limit.
+    RequestRejected,
 }
 
 impl Action {
@@ -76,6 +87,7 @@ impl Action {
             Self::SignedUrlIssued => "PHR_SIGNED_URL_ISSUED",
             Self::SignedUrlNullFallback => "PHR_SIGNED_URL_NULL_FALLBACK",
             Self::SignedUrlIssueFailed => "PHR_SIGNED_URL_ISSUE_FAILED",
+            Self::RequestRejected => "PHR_REQUEST_REJECTED",
         }
     }
 }
@@ -122,151 +134,100 @@ pub struct AuditEvent {
 pub enum AuditError {
     #[error("audit database error: {0}")]
     Database(#[from] sqlx::Error),
-}
-
-/// The first link of the chain that does not hold, as `audit verify` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokenLink {
-    pub id: i64,
-    pub problem: String,
-}
-
-/// The result of walking the whole chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub rows_checked: u64,
-    pub first_broken: Option<BrokenLink>,
+    /// The group-commit writer task is gone (the runtime is shutting down).
+    #[error("the audit writer has stopped")]
+    WriterStopped,
 }
 
 /// Appends to and verifies the audit chain.
 #[derive(Debug)]
 pub struct AuditLog {
+    /// Where `d_audit_event` lives.
     db: Db,
+    /// Stamps each row's `event_time`.
     clock: Clock,
-    /// Serialises appends inside this process (see the module docs).
-    append_lock: Mutex<()>,
+    /// Serialises appends inside this process (see the module docs); held by an [`AuditTx`] until it ends,
+    /// and by the group-commit writer for each batch.
+    append_lock: Arc<Mutex<()>>,
+    /// The group-commit writer, started on the first plain append (on the runtime that makes it).
+    writer: OnceLock<GroupWriter>,
 }
 
 impl AuditLog {
     pub fn new(db: Db, clock: Clock) -> Self {
-        Self { db, clock, append_lock: Mutex::new(()) }
+        Self { db, clock, append_lock: Arc::new(Mutex::new(())), writer: OnceLock::new() }
     }
 
-    /// Appends one row and returns its id. The row is committed when this returns `Ok`.
+    /// Begins a transaction on the chain: the data change of a call and its rows then commit together.
+    pub async fn begin(&self) -> Result<AuditTx, AuditError> {
+        Ok(AuditTx::begin(&self.db, self.append_lock.clone(), self.clock.clone()).await?)
+    }
+
+    /// Appends one row on its own and returns its id. The row is committed when this returns `Ok`.
     pub async fn append(&self, event: AuditEvent) -> Result<i64, AuditError> {
-        let payload = Value::Object(event.payload.clone()).to_string();
-        let payload_hash = sha256_hex(payload.as_bytes());
-        let actor_id = event.actor_id.as_deref().map(|s| column_text(s, 128));
-
-        let _serialised = self.append_lock.lock().await;
-        // Millisecond precision, so the stored time re-hashes to the same value on both backends.
-        let event_time = self.clock.now().trunc_subsecs(3);
-        let id = with_pool!(&self.db, |pool| {
-            // SQLite: take the write lock up front; a deferred read-then-write transaction fails with
-            // SQLITE_BUSY_SNAPSHOT (not retried by busy_timeout) when another connection writes in between.
-            let begin = if matches!(self.db, Db::Sqlite(_)) { "BEGIN IMMEDIATE" } else { "BEGIN" };
-            let mut tx = pool.begin_with(begin).await?;
-            if matches!(self.db, Db::Postgres(_)) {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK_KEY).execute(&mut *tx).await?;
-            }
-            let previous_hash: String =
-                sqlx::query_scalar("SELECT event_hash FROM d_audit_event ORDER BY id DESC LIMIT 1")
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .unwrap_or_default();
-            let event_hash = chain_hash(&previous_hash, &payload_hash, event_time, actor_id.as_deref());
-            let id: i64 = sqlx::query_scalar(INSERT_SQL)
-                .bind(event_time)
-                .bind(actor_id.as_deref())
-                .bind(event.actor_display_name.as_deref().map(|s| column_text(s, 255)))
-                .bind(event.actor_role.as_deref().map(|s| column_text(s, 64)))
-                .bind(event.action.as_str())
-                .bind(event.resource.as_deref().map(|s| column_text(s, 512)))
-                .bind(event.patient_id.as_deref().map(|s| column_text(s, 64)))
-                .bind(event.request_id.as_deref().map(|s| column_text(s, 128)))
-                .bind(event.trace_id.as_deref().map(|s| column_text(s, 256)))
-                .bind(event.ip_address.as_deref().map(|s| column_text(s, 64)))
-                .bind(event.user_agent.as_deref().map(|s| column_text(s, 512)))
-                .bind(&payload_hash)
-                .bind(&previous_hash)
-                .bind(&event_hash)
-                .bind(&payload)
-                .bind(event.run_id.as_deref().map(|s| column_text(s, 128)))
-                .bind(event.outcome.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok::<i64, sqlx::Error>(id)
-        })?;
-        Ok(id)
+        let ids = self.append_all(vec![event]).await?;
+        ids.first().copied().ok_or(AuditError::WriterStopped)
     }
 
-    /// Walks the chain in id order and reports the first row whose hashes do not hold.
+    /// Appends a call's rows, in order and all or none, through the group-commit writer; returns their ids
+    /// once committed (together with whatever other calls were waiting).
+    pub async fn append_all(&self, events: Vec<AuditEvent>) -> Result<Vec<i64>, AuditError> {
+        let writer = self
+            .writer
+            .get_or_init(|| GroupWriter::start(self.db.clone(), self.clock.clone(), self.append_lock.clone()));
+        writer.append(events).await
+    }
+
+    /// Walks every chain in id order and reports the first row, and column, that does not hold.
     pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
-        let mut expected_previous = String::new();
-        let mut rows_checked = 0u64;
-        let first_broken = with_pool!(&self.db, |pool| {
-            let mut rows = sqlx::query(
-                "SELECT id, event_time, actor_id, payload, payload_hash, previous_hash, event_hash \
-                 FROM d_audit_event ORDER BY id",
-            )
-            .fetch(pool);
-            let mut broken = None;
-            while let Some(row) = rows.try_next().await? {
-                rows_checked += 1;
-                let id: i64 = row.try_get("id")?;
-                let event_time: DateTime<Utc> = row.try_get("event_time")?;
-                let actor_id: Option<String> = row.try_get("actor_id")?;
-                let payload: Option<String> = row.try_get("payload")?;
-                let payload_hash: String = row.try_get("payload_hash")?;
-                let previous_hash: String = row.try_get::<Option<String>, _>("previous_hash")?.unwrap_or_default();
-                let event_hash: String = row.try_get("event_hash")?;
-                let problem = if sha256_hex(payload.unwrap_or_default().as_bytes()) != payload_hash {
-                    Some("payload does not match payload_hash".to_owned())
-                } else if previous_hash != expected_previous {
-                    Some("previous_hash does not match the event_hash of the row before".to_owned())
-                } else if chain_hash(&previous_hash, &payload_hash, event_time, actor_id.as_deref()) != event_hash {
-                    Some("event_hash does not match the row's contents".to_owned())
-                } else {
-                    None
-                };
-                if let Some(problem) = problem {
-                    broken = Some(BrokenLink { id, problem });
-                    break;
-                }
-                expected_previous = event_hash;
-            }
-            Ok::<_, sqlx::Error>(broken)
-        })?;
-        Ok(VerifyReport { rows_checked, first_broken })
+        verify::verify(&self.db).await
     }
 }
 
-const INSERT_SQL: &str = "INSERT INTO d_audit_event (event_time, actor_id, actor_display_name, actor_role, action, \
-     resource, patient_id, request_id, trace_id, ip_address, user_agent, payload_hash, previous_hash, event_hash, \
-     payload, run_id, outcome) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id";
-
-/// `sha256hex(previous_hash || payload_hash || epoch_millis(event_time) || actor_id)`.
-pub fn chain_hash(
-    previous_hash: &str,
-    payload_hash: &str,
+/// The row the writer inserts for `event`: every column as stored (fitted to its width), the payload with
+/// its copies of `action` and `status`, sealed with the current hash version.
+pub(crate) fn sealed_row(
+    event: &AuditEvent,
+    id: i64,
+    chain_id: &str,
+    previous_hash: String,
     event_time: DateTime<Utc>,
-    actor_id: Option<&str>,
-) -> String {
-    let material = format!("{previous_hash}{payload_hash}{}{}", event_time.timestamp_millis(), actor_id.unwrap_or(""));
-    sha256_hex(material.as_bytes())
-}
-
-/// Lower-case hex SHA-256.
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data))
+) -> StoredRow {
+    let text = |value: &Option<String>, width: usize| value.as_deref().map(|v| column_text(v, width).into_owned());
+    let mut payload = event.payload.clone();
+    payload.insert("action".into(), event.action.as_str().into());
+    payload.insert("status".into(), event.outcome.as_str().into());
+    let payload = Value::Object(payload).to_string();
+    let mut row = StoredRow {
+        id,
+        chain_id: chain_id.to_owned(),
+        hash_version: seal::CURRENT_VERSION,
+        event_time,
+        actor_id: text(&event.actor_id, 128),
+        actor_display_name: text(&event.actor_display_name, 255),
+        actor_role: text(&event.actor_role, 64),
+        action: event.action.as_str().to_owned(),
+        outcome: event.outcome.as_str().to_owned(),
+        resource: text(&event.resource, 512),
+        patient_id: text(&event.patient_id, 64),
+        request_id: text(&event.request_id, 128),
+        trace_id: text(&event.trace_id, 256),
+        ip_address: text(&event.ip_address, 64),
+        user_agent: text(&event.user_agent, 512),
+        run_id: text(&event.run_id, 128),
+        payload_hash: sha256_hex(payload.as_bytes()),
+        payload: Some(payload),
+        previous_hash: Some(previous_hash),
+        event_hash: String::new(),
+    };
+    row.event_hash = seal::v2(&row);
+    row
 }
 
 /// Makes a value fit its column: control characters (PostgreSQL refuses NUL in text; a path parameter can
 /// carry one) are written as `\u{..}` escapes, then the value is cut to the column's width on a character
 /// boundary, so hostile input never fails the insert (which would fail the call closed).
-fn column_text(value: &str, max_chars: usize) -> Cow<'_, str> {
+pub(crate) fn column_text(value: &str, max_chars: usize) -> Cow<'_, str> {
     let value = if value.chars().any(char::is_control) {
         let mut escaped = String::with_capacity(value.len() + 8);
         for c in value.chars() {
@@ -292,14 +253,6 @@ fn column_text(value: &str, max_chars: usize) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chain_hash_is_the_spec_formula() {
-        let at = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
-        let expected = sha256_hex(b"prevpayload1700000000123F001:ops");
-        assert_eq!(chain_hash("prev", "payload", at, Some("F001:ops")), expected);
-        assert_eq!(chain_hash("", "p", at, None), sha256_hex(b"p1700000000123"));
-    }
 
     #[test]
     fn column_text_respects_character_boundaries_and_escapes_control_characters() {

@@ -86,7 +86,10 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Self, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let (options, tls) = postgres_options(url)?;
+            // No ping on acquire: the audit writer acquires under the chain lock, and a dead connection
+            // fails its first statement anyway (the pool still tests connections when they come back).
             let pool = PgPoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options)
@@ -103,10 +106,13 @@ impl Db {
                 .map_err(|e| sqlite_error(&e))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                // FULL: an acknowledged commit (an audit row and its data change) survives power loss;
+                // NORMAL in WAL mode may lose the last commits.
+                .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             let pool = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
@@ -249,6 +255,9 @@ fn postgres_options(url: &str) -> Result<(PgConnectOptions, PgTls), DbError> {
         });
     }
     let mode = options.get_ssl_mode();
+    // Sent in the startup packet: a commit is acknowledged only once flushed, whatever the database's or
+    // role's default says (an acknowledged audit row must survive a crash).
+    let options = options.options([("synchronous_commit", "on")]);
     Ok((options, PgTls { mode, root_cert }))
 }
 

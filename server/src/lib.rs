@@ -15,6 +15,7 @@ pub mod burst;
 pub mod clinical;
 pub mod clock;
 pub mod config;
+pub mod dbtx;
 pub mod error;
 pub mod export;
 pub mod layer_key;

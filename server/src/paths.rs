@@ -12,6 +12,9 @@ pub const PHR_BASE: &str = "/openDolphin/resources/20/adm/phr";
 /// The server-information route (outside [`PHR_BASE`], as in the original).
 pub const SERVER_INFO: &str = "/openDolphin/resources/serverinfo/{*key}";
 
+/// Where [`SERVER_INFO`] is mounted; audited like the PHR paths.
+pub const SERVER_INFO_BASE: &str = "/openDolphin/resources/serverinfo";
+
 /// `GET|DELETE` of one export job, relative to [`PHR_BASE`].
 pub const EXPORT_STATUS: &str = "/status/{job_id}";
 
@@ -36,5 +39,6 @@ mod tests {
     fn built_paths_match_the_mounted_routes() {
         assert_eq!(export_status("J1"), format!("{PHR_BASE}{}", EXPORT_STATUS.replace("{job_id}", "J1")));
         assert_eq!(export_artifact("J1"), format!("{PHR_BASE}{}", EXPORT_ARTIFACT.replace("{job_id}", "J1")));
+        assert_eq!(SERVER_INFO, format!("{SERVER_INFO_BASE}/{{*key}}"));
     }
 }

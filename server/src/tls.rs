@@ -6,6 +6,12 @@
 //! connection gets a [`PeerInfo`] extension before the router sees it. A client without a certificate, with
 //! one from another CA, or with an expired one fails the handshake itself and never reaches HTTP.
 //!
+//! Every answer on a PHR path must be audited (`phr::guard`), but hyper answers some requests itself. Its
+//! HTTP/2 header limit is raised above the guard's, so the guard answers those; an HTTP/1.1 head hyper
+//! refuses (malformed, or over hyper's own limits) ends the connection with a parse error, which is handed
+//! to [`OnRefusedHead`] so it still leaves a row. A malformed HTTP/2 header block is a stream reset inside
+//! the h2 codec, never surfaced here: that is the one refusal without a row.
+//!
 //! Shutdown is injected as a future: when it resolves the loop stops accepting, in-flight requests finish
 //! (hyper-util's graceful shutdown) for up to the configured grace period, and then the loop returns.
 
@@ -29,6 +35,10 @@ use crate::config::TlsMaterial;
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 header-list bytes hyper accepts (its default, 16 KiB, is the guard's own limit, and hyper would
+/// answer 431 with no body and no audit row). Above it hyper still refuses; under it `phr::guard` answers.
+const HTTP2_MAX_HEADER_LIST: u32 = 256 * 1024;
 
 /// The verified client certificate of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +85,11 @@ pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsSet
     Ok(Arc::new(config))
 }
 
+/// Called when hyper refused an HTTP/1.1 request head itself (a malformed header, an oversize head): hyper
+/// has already answered 400 or 431 without a body and without calling the router, so this is the only
+/// place the refusal can still be audited. Gets the peer, whether the head was too large, and hyper's reason.
+pub type OnRefusedHead = Arc<dyn Fn(PeerInfo, bool, String) + Send + Sync>;
+
 /// Facts about a DER certificate for [`ClientCert`].
 pub fn describe_certificate(der: &[u8]) -> ClientCert {
     let sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der));
@@ -91,10 +106,13 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
+    on_refused: OnRefusedHead,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_header_list_size(HTTP2_MAX_HEADER_LIST);
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         let (tcp, addr) = tokio::select! {
@@ -114,6 +132,7 @@ pub async fn serve(
         let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let on_refused = on_refused.clone();
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
@@ -133,13 +152,17 @@ pub async fn serve(
                 .and_then(|chain| chain.first())
                 .map(|leaf| Arc::new(describe_certificate(leaf)));
             let peer = PeerInfo { addr, client_cert };
+            let refused_peer = peer.clone();
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(peer.clone());
                 router.clone().oneshot(request.map(axum::body::Body::new))
             });
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%addr, %error, "connection ended with an error");
+                match error.downcast_ref::<hyper::Error>().filter(|e| e.is_parse()) {
+                    Some(refused) => on_refused(refused_peer, refused.is_parse_too_large(), refused.to_string()),
+                    None => tracing::debug!(%addr, %error, "connection ended with an error"),
+                }
             }
         });
     }

@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use super::common::{ClinicalError, plausible_id, require_patient};
 use super::dto::PhrKey;
 use crate::db::Db;
+use crate::dbtx::DbTx;
 
 /// Storage format of `phr_key.registered` and of `registeredString`.
 const REGISTERED_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
@@ -58,26 +59,39 @@ const BY_ACCESS_KEY: &str = "SELECT id, facility_id, patient_id, access_key, sec
 const BY_PATIENT: &str = "SELECT id, facility_id, patient_id, access_key, secret_key, registered \
      FROM phr_key WHERE facility_id = $1 AND patient_id = $2";
 
-/// Registers or replaces the patient's key and returns its id.
+/// Registers or replaces the patient's key and returns its id, inside the call's transaction (the change
+/// commits only with its audit row).
 ///
 /// The patient must exist in the facility; an access key already held by another patient is refused (also when
 /// two registrations race: the unique index decides).
-pub async fn upsert_key(db: &Db, key: &NewPhrKey<'_>) -> Result<i64, ClinicalError> {
+pub async fn upsert_key(tx: &mut DbTx, key: &NewPhrKey<'_>) -> Result<i64, ClinicalError> {
+    const PATIENT_SQL: &str = "SELECT 1 FROM patient WHERE facility_id = $1 AND patient_id = $2";
     const SQL: &str = "INSERT INTO phr_key (facility_id, patient_id, access_key, secret_key, registered) \
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (facility_id, patient_id) DO UPDATE SET access_key = excluded.access_key, \
          secret_key = excluded.secret_key, registered = excluded.registered \
          RETURNING id";
-    require_patient(db, key.facility_id, key.patient_id).await?;
+    if !plausible_id(key.patient_id) {
+        return Err(ClinicalError::PatientNotFound);
+    }
     let registered = key.registered.format(REGISTERED_FORMAT).to_string();
-    let result: Result<i64, sqlx::Error> = with_pool!(db, |pool| {
+    // `?` and `return` inside leave this function; the upsert's own error is mapped below.
+    let result: Result<i64, sqlx::Error> = crate::with_tx!(tx, |conn| {
+        let patient: Option<i32> = sqlx::query_scalar(PATIENT_SQL)
+            .bind(key.facility_id)
+            .bind(key.patient_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if patient.is_none() {
+            return Err(ClinicalError::PatientNotFound);
+        }
         sqlx::query_scalar(SQL)
             .bind(key.facility_id)
             .bind(key.patient_id)
             .bind(key.access_key)
             .bind(key.secret_key)
             .bind(&registered)
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await
     });
     result.map_err(|error| match error.as_database_error() {

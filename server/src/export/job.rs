@@ -15,6 +15,7 @@ use uuid::Uuid;
 use sqlx::AssertSqlSafe;
 
 use crate::db::Db;
+use crate::dbtx::{DbTx, Target};
 
 /// The states of the spec's `PhrExportJobResponse.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,9 +155,10 @@ enum Arg<'a> {
 }
 
 /// Runs one statement on `phr_async_job` with `args` bound to `$1`, `$2`, … in order; returns the rows it
-/// changed. Every transition below is one call, so each is one conditional statement.
-async fn execute(db: &Db, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
-    with_pool!(db, |pool| {
+/// changed. Every transition below is one call, so each is one conditional statement; a handler's runs in
+/// the call's transaction, a worker's on its own.
+async fn execute<'t>(target: impl Into<Target<'t>>, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
+    crate::with_target!(target.into(), |exec| {
         let mut query = sqlx::query(sql);
         for arg in args {
             query = match *arg {
@@ -164,7 +166,7 @@ async fn execute(db: &Db, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, sq
                 Arg::Int(value) => query.bind(value),
             };
         }
-        query.execute(pool).await.map(|done| done.rows_affected())
+        query.execute(exec).await.map(|done| done.rows_affected())
     })
 }
 
@@ -187,8 +189,8 @@ pub struct NewJob<'a> {
     pub now_ms: i64,
 }
 
-/// Inserts a PENDING job.
-pub async fn insert(db: &Db, job: &NewJob<'_>) -> Result<(), sqlx::Error> {
+/// Inserts a PENDING job (in the submitting call's transaction, or on its own).
+pub async fn insert<'t>(target: impl Into<Target<'t>>, job: &NewJob<'_>) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO phr_async_job (job_id, facility_id, job_type, state, requested_by, trace_id, \
          request_json, patient_count, progress, attempts, queued_at_ms) \
          VALUES ($1, $2, 'PHR_EXPORT', 'PENDING', $3, $4, $5, $6, 0, 0, $7)";
@@ -204,26 +206,28 @@ pub async fn insert(db: &Db, job: &NewJob<'_>) -> Result<(), sqlx::Error> {
         Arg::Int(count),
         Arg::Int(job.now_ms),
     ];
-    execute(db, SQL, &args).await?;
+    execute(target, SQL, &args).await?;
     Ok(())
 }
 
-/// The job with this id, of any facility (callers check the facility to answer 403).
-pub async fn find(db: &Db, job_id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
+/// The job with this id, of any facility (callers check the facility to answer 403). In a transaction it
+/// sees the transaction's own uncommitted insert.
+pub async fn find<'t>(target: impl Into<Target<'t>>, job_id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM phr_async_job WHERE job_id = $1");
-    with_pool!(db, |pool| sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql.as_str()))
+    crate::with_target!(target.into(), |exec| sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql.as_str()))
         .bind(job_id.to_string())
-        .fetch_optional(pool)
+        .fetch_optional(exec)
         .await)
 }
 
-/// PENDING → CANCELLED; `false` when the job was in any other state (or does not exist).
-pub async fn cancel(db: &Db, job_id: Uuid, facility_id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+/// PENDING → CANCELLED in the cancelling call's transaction; `false` when the job was in any other state (or
+/// does not exist).
+pub async fn cancel(tx: &mut DbTx, job_id: Uuid, facility_id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
     const SQL: &str = "UPDATE phr_async_job SET state = 'CANCELLED', finished_at_ms = $3, \
          error_code = 'cancelled', error_message = 'cancelled by the requester' \
          WHERE job_id = $1 AND facility_id = $2 AND state = 'PENDING'";
     let job_id = job_id.to_string();
-    Ok(execute(db, SQL, &[Arg::Text(&job_id), Arg::Text(facility_id), Arg::Int(now_ms)]).await? == 1)
+    Ok(execute(tx, SQL, &[Arg::Text(&job_id), Arg::Text(facility_id), Arg::Int(now_ms)]).await? == 1)
 }
 
 /// Claims the oldest PENDING job for a new run, or `None` when there is nothing to do.

@@ -7,6 +7,7 @@
 //! handler can check the artifact before spending the URL: [`verify`] finds the issue whose HMAC matches
 //! (constant-time) and checks expiry, then [`consume`] spends it with ONE conditional UPDATE (`… WHERE
 //! consumed_at_ms IS NULL`): of any number of concurrent requests, exactly one sees `rows_affected = 1`.
+//! Issuing and spending run in the calling request's transaction, which also holds its audit rows.
 
 use aws_lc_rs::hmac;
 use base64::Engine as _;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use crate::config::export::SigningSecret;
 use crate::db::Db;
+use crate::dbtx::DbTx;
 use crate::paths;
 
 /// Random bytes of a nonce (stored base64url, 22 characters).
@@ -81,8 +83,13 @@ pub struct IssueRequest<'a> {
     pub ttl_seconds: i64,
 }
 
-/// Issues a URL: stores a fresh nonce with its facility and expiry, and signs the URL.
-pub async fn issue(db: &Db, secret: &SigningSecret, request: &IssueRequest<'_>) -> Result<IssuedUrl, sqlx::Error> {
+/// Issues a URL: stores a fresh nonce with its facility and expiry (in the issuing call's transaction, so the
+/// issue exists only together with its audit row), and signs the URL.
+pub async fn issue(
+    tx: &mut DbTx,
+    secret: &SigningSecret,
+    request: &IssueRequest<'_>,
+) -> Result<IssuedUrl, sqlx::Error> {
     let IssueRequest { public_base, job_id, facility_id, issued_to, now_ms, ttl_seconds } = *request;
     const SQL: &str = "INSERT INTO phr_export_signed_url (nonce, job_id, facility_id, expires_at, issued_at_ms, \
          issued_to) VALUES ($1, $2, $3, $4, $5, $6)";
@@ -90,7 +97,7 @@ pub async fn issue(db: &Db, secret: &SigningSecret, request: &IssueRequest<'_>) 
     rand::rng().fill_bytes(&mut bytes);
     let nonce = URL_SAFE_NO_PAD.encode(bytes);
     let expires = now_ms.div_euclid(1000) + ttl_seconds;
-    with_pool!(db, |pool| {
+    crate::with_tx!(tx, |conn| {
         sqlx::query(SQL)
             .bind(&nonce)
             .bind(job_id.to_string())
@@ -98,7 +105,7 @@ pub async fn issue(db: &Db, secret: &SigningSecret, request: &IssueRequest<'_>) 
             .bind(expires)
             .bind(now_ms)
             .bind(issued_to)
-            .execute(pool)
+            .execute(&mut *conn)
             .await
             .map(|done| done.rows_affected())
     })?;
@@ -143,15 +150,16 @@ pub async fn verify(
     Ok(VerifiedUrl { nonce: issue.nonce })
 }
 
-/// Spends a verified URL: one statement, exactly one caller wins.
-pub async fn consume(db: &Db, url: &VerifiedUrl, consumed_by: &str, now_ms: i64) -> Result<(), RedeemError> {
+/// Spends a verified URL: one statement, exactly one caller wins. It runs in the downloading call's
+/// transaction, so a URL is spent only together with its audit row.
+pub async fn consume(tx: &mut DbTx, url: &VerifiedUrl, consumed_by: &str, now_ms: i64) -> Result<(), RedeemError> {
     const SQL: &str = "UPDATE phr_export_signed_url SET consumed_at_ms = $2, consumed_by = $3 \
          WHERE nonce = $1 AND consumed_at_ms IS NULL";
-    let done = with_pool!(db, |pool| sqlx::query(SQL)
+    let done = crate::with_tx!(tx, |conn| sqlx::query(SQL)
         .bind(&url.nonce)
         .bind(now_ms)
         .bind(consumed_by)
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map(|done| done.rows_affected()))?;
     if done == 1 { Ok(()) } else { Err(RedeemError::Used) }

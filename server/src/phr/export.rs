@@ -25,8 +25,8 @@ use uuid::Uuid;
 
 use super::pipeline;
 use super::reply::Reply;
-use super::request::{AuthMode, Caller, RequestMeta, read_body};
-use crate::audit::Action;
+use super::request::{AuthMode, Caller, RequestMeta, invalid_json, read_body};
+use crate::audit::{Action, AuditTx};
 use crate::config::export::normalise_public_base;
 use crate::error::{ApiError, ErrorCode};
 use crate::export::job::{self, ExportSpec, JobRow, JobState, NewJob};
@@ -144,30 +144,31 @@ pub async fn submit(State(app): State<AppState>, meta: RequestMeta, uri: Uri, bo
     pipeline::handle(&app, meta, Action::ExportRequest, AuthMode::Basic, async |caller| {
         transport.refuse_plain_http()?;
         let bytes = read_body(body, MAX_EXPORT_BODY).await?;
-        let request: PhrExportRequest = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, format!("request body is not valid JSON: {e}")))?;
+        let request: PhrExportRequest = serde_json::from_slice(&bytes).map_err(|e| invalid_json(&e))?;
         let spec = validate(&request, app.config.export.max_patients)
             .map_err(|message| ApiError::new(ErrorCode::InvalidPayload, message))?;
         require_patients(&app, &caller.facility_id, &spec.patient_ids).await?;
         let job_id = Uuid::new_v4();
         let now_ms = job::millis(app.config.clock.now());
-        job::insert(
-            &app.db,
-            &NewJob {
-                job_id,
-                facility_id: &caller.facility_id,
-                requested_by: &caller.actor_id(),
-                trace_id: &caller.trace_id,
-                spec: &spec,
-                now_ms,
-            },
-        )
+        let new_job = NewJob {
+            job_id,
+            facility_id: &caller.facility_id,
+            requested_by: &caller.actor_id(),
+            trace_id: &caller.trace_id,
+            spec: &spec,
+            now_ms,
+        };
+        let (row, tx) = pipeline::change(&app, async |tx| {
+            job::insert(&mut *tx, &new_job).await?;
+            job::find(tx, job_id).await?.ok_or_else(|| ApiError::internal("inserted job vanished"))
+        })
         .await?;
-        app.export.wake.notify_one();
-        let row = job::find(&app.db, job_id).await?.ok_or_else(|| ApiError::internal("inserted job vanished"))?;
+        let export = app.clone();
         let mut reply = Reply::json(&PhrExportJobResponse::of(&row))?
             .detail("jobId", job_id.to_string())
-            .detail("patientCount", spec.patient_ids.len());
+            .detail("patientCount", spec.patient_ids.len())
+            .in_transaction(tx)
+            .on_commit(move || export.export.wake.notify_one());
         *reply.response.status_mut() = StatusCode::ACCEPTED;
         if let Ok(location) = HeaderValue::from_str(&paths::export_status(job_id)) {
             reply.response.headers_mut().insert(header::LOCATION, location);
@@ -184,15 +185,18 @@ pub async fn status(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Pa
         transport.refuse_plain_http()?;
         let (job_id, row) = caller_job(&app, &caller, &job_id).await?;
         let mut body = PhrExportJobResponse::of(&row);
-        let mut extra: Option<(Action, Map<String, Value>)> = None;
+        let mut minted = None;
         if row.state == JobState::Succeeded {
-            let (url, audit) = mint(&app, &caller, &transport, &row).await?;
-            body.download_url = url;
-            extra = Some(audit);
+            let issue = mint(&app, &caller, &transport, &row).await?;
+            body.download_url = issue.url.clone();
+            minted = Some(issue);
         }
         let mut reply = Reply::json(&body)?.detail("jobId", job_id.to_string()).detail("state", row.state.as_str());
-        if let Some((action, details)) = extra {
-            reply = reply.also_audit(action, details);
+        if let Some(issue) = minted {
+            reply = reply.also_audit(issue.action, issue.details);
+            if let Some(tx) = issue.transaction {
+                reply = reply.in_transaction(tx);
+            }
         }
         Ok(reply)
     })
@@ -206,9 +210,12 @@ pub async fn cancel(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Pa
         transport.refuse_plain_http()?;
         let job_id = parse_job_id(&job_id)?;
         let now_ms = job::millis(app.config.clock.now());
-        if job::cancel(&app.db, job_id, &caller.facility_id, now_ms).await? {
-            return Ok(Reply::new(StatusCode::NO_CONTENT).detail("jobId", job_id.to_string()));
+        let (cancelled, tx) =
+            pipeline::change(&app, async |tx| Ok(job::cancel(tx, job_id, &caller.facility_id, now_ms).await?)).await?;
+        if cancelled {
+            return Ok(Reply::new(StatusCode::NO_CONTENT).detail("jobId", job_id.to_string()).in_transaction(tx));
         }
+        tx.rollback().await.map_err(ApiError::internal)?;
         let (_, row) = caller_job(&app, &caller, &job_id.to_string()).await?;
         Err(ApiError::new(
             ErrorCode::InvalidState,
@@ -255,9 +262,10 @@ pub async fn artifact(
             }
             other => ApiError::internal(other),
         })?;
-        signed_url::consume(&app.db, &verified, &caller.actor_id(), now_ms)
-            .await
-            .map_err(|e| detail(redeem_error(e)))?;
+        let ((), tx) = pipeline::change(&app, async |tx| {
+            signed_url::consume(tx, &verified, &caller.actor_id(), now_ms).await.map_err(|e| detail(redeem_error(e)))
+        })
+        .await?;
 
         let size = blob.size;
         let body = Body::from_stream(paced(blob.chunks, app.config.export.download_bytes_per_second));
@@ -270,6 +278,7 @@ pub async fn artifact(
             headers.insert(header::CONTENT_DISPOSITION, disposition);
         }
         Ok(Reply::new(response)
+            .in_transaction(tx)
             .detail("jobId", job_id.to_string())
             .detail("bytes", size)
             .detail("storageType", app.export.store.storage_type.as_str())
@@ -304,14 +313,20 @@ fn redeem_error(error: RedeemError) -> ApiError {
     }
 }
 
-/// Mints a download URL: `(url, extra audit row)`. No secret: no URL and the NULL-fallback row. A URL that
-/// would not be https, or a failed insert: the call fails and is audited as `PHR_SIGNED_URL_ISSUE_FAILED`.
-async fn mint(
-    app: &AppState,
-    caller: &Caller,
-    transport: &Transport,
-    job: &JobRow,
-) -> Result<(Option<String>, (Action, Map<String, Value>)), ApiError> {
+/// What minting a download URL produced for the status call.
+struct Minted {
+    /// The URL, or `None` when no signing secret is configured.
+    url: Option<String>,
+    /// The extra audit row: `PHR_SIGNED_URL_ISSUED` or `PHR_SIGNED_URL_NULL_FALLBACK`, with its details.
+    action: Action,
+    details: Map<String, Value>,
+    /// The uncommitted issue row; it commits with the status call's rows.
+    transaction: Option<AuditTx>,
+}
+
+/// Mints a download URL. No secret: no URL and the NULL-fallback row. A URL that would not be https, or a
+/// failed insert: the call fails and is audited as `PHR_SIGNED_URL_ISSUE_FAILED`.
+async fn mint(app: &AppState, caller: &Caller, transport: &Transport, job: &JobRow) -> Result<Minted, ApiError> {
     let config = &app.config.export;
     let job_id = Uuid::parse_str(&job.job_id).map_err(ApiError::internal)?;
     let mut details = Map::new();
@@ -328,7 +343,7 @@ async fn mint(
     };
     let Some(secret) = &config.signing_secret else {
         details.insert("reason".into(), "PHR_EXPORT_SIGNING_SECRET is not configured; downloadUrl omitted".into());
-        return Ok((None, (Action::SignedUrlNullFallback, details)));
+        return Ok(Minted { url: None, action: Action::SignedUrlNullFallback, details, transaction: None });
     };
     let public_base = match &config.public_base_url {
         Some(base) => normalise_public_base(base).map_err(|problem| {
@@ -344,22 +359,20 @@ async fn mint(
             format!("https://{host}")
         }
     };
-    let issued = signed_url::issue(
-        &app.db,
-        secret,
-        &IssueRequest {
-            public_base: &public_base,
-            job_id,
-            facility_id: &job.facility_id,
-            issued_to: &caller.actor_id(),
-            now_ms: job::millis(app.config.clock.now()),
-            ttl_seconds: i64::try_from(config.token_ttl.as_secs()).unwrap_or(i64::MAX),
-        },
-    )
-    .await
-    .map_err(|e| issue_failed(ApiError::from(e)))?;
+    let request = IssueRequest {
+        public_base: &public_base,
+        job_id,
+        facility_id: &job.facility_id,
+        issued_to: &caller.actor_id(),
+        now_ms: job::millis(app.config.clock.now()),
+        ttl_seconds: i64::try_from(config.token_ttl.as_secs()).unwrap_or(i64::MAX),
+    };
+    let (issued, tx) = pipeline::change(app, async |tx| {
+        signed_url::issue(tx, secret, &request).await.map_err(|e| issue_failed(ApiError::from(e)))
+    })
+    .await?;
     details.insert("expires".into(), issued.expires.into());
-    Ok((Some(issued.url), (Action::SignedUrlIssued, details)))
+    Ok(Minted { url: Some(issued.url), action: Action::SignedUrlIssued, details, transaction: Some(tx) })
 }
 
 /// A `Host` value usable in a URL: a valid authority without user info.

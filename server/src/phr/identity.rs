@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::pipeline;
 use super::reply::Reply;
-use super::request::{AuthMode, RequestMeta, read_body};
+use super::request::{AuthMode, RequestMeta, invalid_json, read_body};
 use crate::audit::Action;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -40,7 +40,9 @@ pub async fn issue(State(app): State<AppState>, meta: RequestMeta, body: Body) -
         };
         let bytes = read_body(body, MAX_IDENTITY_BODY).await?;
         let request: IdentityRequest = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(ErrorCode::InvalidPayload, format!("body must be JSON {{\"nonce\",\"user\"}}: {e}"))
+            let error = invalid_json(&e);
+            let message = format!("{}; it must be {{\"nonce\",\"user\"}}", error.message);
+            ApiError::new(ErrorCode::InvalidPayload, message)
         })?;
         // Blank counts as empty; otherwise both are signed exactly as sent, so the provider can match its nonce.
         let (nonce, user) = (request.nonce.as_str(), request.user.as_str());

@@ -3,7 +3,10 @@
 //!
 //! Everything is scoped to the caller's facility: a registration's facility is forced to the caller's and a
 //! key of another facility is answered exactly like a missing one. Audit rows carry the patient and only the
-//! last four characters of the access key (`accessKeySuffix`), never the key itself.
+//! last four characters of the access key (`accessKeySuffix`, and in `resource` via [`mask_access_key`]),
+//! never the key itself.
+
+use std::borrow::Cow;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -37,10 +40,13 @@ pub async fn upsert(State(app): State<AppState>, meta: RequestMeta, body: Body) 
             secret_key,
             registered: app.config.clock.now(),
         };
-        let id = clinical::upsert_key(&app.db, &key)
-            .await
-            .map_err(|e| with_key_details(ApiError::from(e).with_patient(patient_id), access_key))?;
-        let reply = Reply::json(&[id])?.patient(patient_id);
+        let (id, tx) = pipeline::change(&app, async |tx| {
+            clinical::upsert_key(tx, &key)
+                .await
+                .map_err(|e| with_key_details(ApiError::from(e).with_patient(patient_id), access_key))
+        })
+        .await?;
+        let reply = Reply::json(&[id])?.patient(patient_id).in_transaction(tx);
         Ok(with_suffix(reply, access_key))
     })
     .await
@@ -102,6 +108,23 @@ pub fn access_key_suffix(access_key: &str) -> Option<String> {
     (count >= 8).then(|| access_key.chars().skip(count - 4).collect())
 }
 
+/// The path as the audit row's `resource` records it: whatever follows an `accessKey` segment (PHR-03's
+/// `/accessKey/{key}`, in any letter case, and anything below it that the router refused) becomes `****`
+/// plus the key's last four characters, as in `accessKeySuffix`, so no row holds an access key, not even a
+/// failed guess.
+pub fn mask_access_key(path: &str) -> Cow<'_, str> {
+    let mut offset = 0;
+    for segment in path.split('/') {
+        offset += segment.len() + 1;
+        if segment.eq_ignore_ascii_case("accessKey") && offset < path.len() {
+            let key = percent_encoding::percent_decode_str(&path[offset..]).decode_utf8_lossy();
+            let suffix = access_key_suffix(&key).unwrap_or_default();
+            return Cow::Owned(format!("{}****{suffix}", &path[..offset]));
+        }
+    }
+    Cow::Borrowed(path)
+}
+
 fn with_suffix(reply: Reply, access_key: &str) -> Reply {
     match access_key_suffix(access_key) {
         Some(suffix) => reply.detail("accessKeySuffix", suffix),
@@ -125,6 +148,22 @@ mod tests {
         assert_eq!(access_key_suffix("AK-0123456789abcd").as_deref(), Some("abcd"));
         assert_eq!(access_key_suffix("鍵鍵鍵鍵鍵鍵一二三四").as_deref(), Some("一二三四"));
         assert_eq!(access_key_suffix("short"), None, "a short key would be mostly revealed");
+    }
+
+    #[test]
+    fn access_keys_in_paths_are_masked_to_their_suffix() {
+        let base = "/openDolphin/resources/20/adm/phr";
+        assert_eq!(
+            mask_access_key(&format!("{base}/accessKey/AK-0123456789abcd")),
+            format!("{base}/accessKey/****abcd")
+        );
+        assert_eq!(
+            mask_access_key(&format!("{base}/accesskey/AK-01234567%2Fx/extra")),
+            format!("{base}/accesskey/****xtra")
+        );
+        assert_eq!(mask_access_key(&format!("{base}/accessKey/short")), format!("{base}/accessKey/****"));
+        assert_eq!(mask_access_key(&format!("{base}/accessKey")), format!("{base}/accessKey"));
+        assert_eq!(mask_access_key(&format!("{base}/allergy/P0001")), format!("{base}/allergy/P0001"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod container;
 pub mod delivery;
 pub mod export;
+pub mod guard;
 pub mod identity;
 pub mod image;
 pub mod keys;

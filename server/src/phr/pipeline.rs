@@ -4,7 +4,9 @@
 //! and its audit rule (one row per call, success or failure, fail closed) are the same for every endpoint,
 //! so they live in one place: [`handle`]. Authentication has no other caller, so it lives here too. Each
 //! step is a small function: `authenticate` the caller, run the endpoint, turn its result into a `Call`,
-//! then `CallRows::record` writes the rows and decides the answer.
+//! then `CallRows::record` writes the rows and decides the answer. An endpoint that changes data does so
+//! through [`change`], inside the audit chain's transaction, and the rows commit in that same transaction:
+//! a refused row rolls the change back.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
@@ -12,12 +14,21 @@ use axum::response::Response;
 use serde_json::{Map, Value};
 
 use super::delivery;
+use super::keys::mask_access_key;
 use super::reply::Reply;
 use super::request::{AuthMode, Caller, RequestMeta};
-use crate::audit::{Action, AuditError, AuditEvent, Outcome};
+use crate::audit::{Action, AuditError, AuditEvent, AuditTx, Outcome, column_text};
 use crate::auth::parse_basic;
+use crate::dbtx::DbTx;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
+
+/// Width of the `trace_id` column; the payload's copy is cut the same way.
+const TRACE_ID_CHARS: usize = 256;
+
+/// Marks a response whose audit rows the pipeline wrote, so the guard (`phr::guard`) leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Audited;
 
 /// Runs one PHR call: common rules, authentication, the endpoint, then its audit row (fail closed).
 ///
@@ -27,13 +38,32 @@ pub async fn handle<F>(app: &AppState, meta: RequestMeta, action: Action, mode: 
 where
     F: AsyncFnOnce(Caller) -> Result<Reply, ApiError>,
 {
-    let trace_id = meta.trace_id().ok();
     let (caller, result) = run(app, &meta, mode, endpoint).await;
+    finish(app, &meta, caller.as_ref(), action, result).await
+}
+
+/// Audits a request that no endpoint answered (the router's 404 or 405, an extractor's rejection, a limit)
+/// as a `failed` row of `action` with the error's reason, and answers the error as JSON. Nobody is
+/// authenticated for it.
+pub async fn reject(app: &AppState, meta: RequestMeta, action: Action, error: ApiError) -> Response {
+    finish(app, &meta, None, action, Err(error)).await
+}
+
+/// Turns the call's result into its rows and its answer (with `X-Trace-Id`), marked [`Audited`].
+async fn finish(
+    app: &AppState,
+    meta: &RequestMeta,
+    caller: Option<&Caller>,
+    action: Action,
+    result: Result<Reply, ApiError>,
+) -> Response {
+    let trace_id = meta.trace_id().ok();
     let call = Call::of(result, action, trace_id.as_deref());
     let rows = CallRows {
         app,
-        meta: &meta,
-        caller: caller.as_ref(),
+        meta,
+        caller,
+        claimed: if caller.is_none() { meta.claimed_user() } else { None },
         trace_id: trace_id.as_deref(),
         patient_id: call.patient_id.clone(),
         outcome: call.outcome,
@@ -42,6 +72,7 @@ where
     if let Some(trace) = trace_id.and_then(|t| HeaderValue::from_str(&t).ok()) {
         response.headers_mut().insert("x-trace-id", trace);
     }
+    response.extensions_mut().insert(Audited);
     response
 }
 
@@ -55,13 +86,18 @@ async fn run<F>(
 where
     F: AsyncFnOnce(Caller) -> Result<Reply, ApiError>,
 {
-    match authenticate(app, meta, mode).await {
-        Ok(caller) => {
-            let result = endpoint(caller.clone()).await;
-            (Some(caller), result)
-        }
-        Err(error) => (None, Err(error)),
+    let caller = match authenticate(app, meta, mode).await {
+        Ok(caller) => caller,
+        Err(error) => return (None, Err(error)),
+    };
+    // Authenticated, but for another facility than the header names: the row still names who it was.
+    if mode == AuthMode::Basic
+        && let Some(Err(error)) = meta.header("x-facility-id").ok().flatten().map(|f| caller.require_facility(f))
+    {
+        return (Some(caller), Err(error));
     }
+    let result = endpoint(caller.clone()).await;
+    (Some(caller), result)
 }
 
 /// Applies the common request rules and authenticates the caller (PHR_API.md §1–§2).
@@ -84,7 +120,6 @@ async fn authenticate(app: &AppState, meta: &RequestMeta, mode: AuthMode) -> Res
         trace_id,
         client_cert: meta.client_cert().cloned(),
     };
-    caller.require_facility(&facility_header)?;
     Ok(caller)
 }
 
@@ -117,6 +152,10 @@ struct Call {
     extra_rows: Vec<(Action, Map<String, Value>)>,
     /// The action of the `failed` row for a body that breaks off ([`Reply::audit_if_incomplete`]).
     watch: Option<Action>,
+    /// The call's uncommitted data change; its rows join it ([`Reply::in_transaction`]).
+    transaction: Option<AuditTx>,
+    /// Runs after the commit ([`Reply::on_commit`]).
+    on_commit: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Call {
@@ -139,6 +178,8 @@ impl Call {
             payload,
             extra_rows: reply.also_audit,
             watch: reply.audit_if_incomplete,
+            transaction: reply.transaction,
+            on_commit: reply.on_commit,
         }
     }
 
@@ -159,6 +200,8 @@ impl Call {
             payload,
             extra_rows: Vec::new(),
             watch: None,
+            transaction: None,
+            on_commit: None,
         }
     }
 }
@@ -169,14 +212,17 @@ struct CallRows<'a> {
     meta: &'a RequestMeta,
     /// `None` when the call failed before authentication succeeded.
     caller: Option<&'a Caller>,
+    /// Without a caller: `(facility, user)` the Basic header claims, for the row's actor (not a secret).
+    claimed: Option<(String, String)>,
     trace_id: Option<&'a str>,
     patient_id: Option<String>,
     outcome: Outcome,
 }
 
 impl CallRows<'_> {
-    /// Writes the call's rows (further rows first, then its own), fail closed: when one cannot be written the
-    /// answer becomes a 500 and no further row is written. A body to watch is wrapped only once all are in.
+    /// Writes the call's rows (further rows first, then its own) in one transaction with the call's data
+    /// change, fail closed: when one cannot be written nothing commits and the answer becomes a 500. A body
+    /// to watch is wrapped only once all are in.
     async fn record(&self, call: Call) -> Response {
         let mut payload = call.payload;
         self.add_call_facts(&mut payload);
@@ -191,9 +237,12 @@ impl CallRows<'_> {
             .collect();
         let incomplete_event = call.watch.map(|watch_action| self.event(watch_action, payload.clone()));
         events.push(self.event(call.action, payload));
-        if let Err(error) = self.append_all(events).await {
+        if let Err(error) = self.commit_with(call.transaction, events).await {
             // Fail closed: without its audit row the call did not happen, whatever the endpoint produced.
             return ApiError::internal(error).into_response_with_trace(self.trace_id);
+        }
+        if let Some(hook) = call.on_commit {
+            hook();
         }
         match incomplete_event {
             Some(event) => watch_body(self.app, call.response, event),
@@ -203,10 +252,19 @@ impl CallRows<'_> {
 
     /// Who called and how, in the payload of every row: facility, user, trace id, certificate, patient.
     fn add_call_facts(&self, payload: &mut Map<String, Value>) {
-        let facility_id = self.caller.map(|c| c.facility_id.clone()).or_else(|| self.meta.optional("x-facility-id"));
+        let facility_id = self
+            .caller
+            .map(|c| c.facility_id.clone())
+            .or_else(|| self.claimed.as_ref().map(|(facility, _)| facility.clone()))
+            .or_else(|| self.meta.optional("x-facility-id"));
         payload.insert("facilityId".into(), facility_id.into());
-        payload.insert("userId".into(), self.caller.map(|c| c.user_id.clone()).into());
-        payload.insert("traceId".into(), self.trace_id.into());
+        let claimed_user = self.claimed.as_ref().map(|(_, user)| user.clone());
+        payload.insert("userId".into(), self.caller.map(|c| c.user_id.clone()).or(claimed_user).into());
+        if self.claimed.is_some() {
+            payload.insert("actorClaimed".into(), true.into());
+        }
+        // Cut like the column (a trace id may be as long as the header limit allows).
+        payload.insert("traceId".into(), self.trace_id.map(|t| column_text(t, TRACE_ID_CHARS).into_owned()).into());
         if let Some(cert) = self.meta.client_cert() {
             payload.insert(
                 "clientCertificate".into(),
@@ -221,11 +279,14 @@ impl CallRows<'_> {
     /// One row of the call with its own action and payload.
     fn event(&self, action: Action, payload: Map<String, Value>) -> AuditEvent {
         AuditEvent {
-            actor_id: self.caller.map(Caller::actor_id),
+            actor_id: self
+                .caller
+                .map(Caller::actor_id)
+                .or_else(|| self.claimed.as_ref().map(|(facility, user)| format!("{facility}:{user}"))),
             actor_display_name: self.caller.and_then(|c| c.display_name.clone()),
             actor_role: self.caller.and_then(|c| c.role.clone()),
             action,
-            resource: Some(self.meta.path.clone()),
+            resource: (!self.meta.path.is_empty()).then(|| mask_access_key(&self.meta.path).into_owned()),
             patient_id: self.patient_id.clone(),
             request_id: self.meta.optional("x-request-id"),
             trace_id: self.trace_id.map(str::to_owned),
@@ -237,13 +298,53 @@ impl CallRows<'_> {
         }
     }
 
-    /// Appends the rows in order, stopping at the first that cannot be written.
-    async fn append_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+    /// Appends the rows in order into `transaction` and commits; at the first row that cannot be written the
+    /// whole transaction, data change included, is rolled back. Without a data change the rows go to the
+    /// group-commit writer (all of the call's rows or none).
+    async fn commit_with(&self, transaction: Option<AuditTx>, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        let rows = events.len();
+        let Some(mut tx) = transaction else {
+            // No data change: the rows go through the group-commit writer with other calls' rows.
+            self.app.audit.append_all(events).await?;
+            for _ in 0..rows {
+                self.app.metrics.audit_write(self.outcome);
+            }
+            return Ok(());
+        };
         for event in events {
-            self.app.audit.append(event).await?;
+            if let Err(error) = tx.append(event).await {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(%rollback, "rollback after a refused audit row failed; the pool rolls the connection back or closes it");
+                }
+                return Err(error);
+            }
+        }
+        tx.commit().await?;
+        for _ in 0..rows {
             self.app.metrics.audit_write(self.outcome);
         }
         Ok(())
+    }
+}
+
+/// Runs a call's data change in a new audit-chain transaction and hands the transaction back for
+/// [`Reply::in_transaction`], so the change commits only with the call's rows. When `change` fails, the
+/// transaction is rolled back before the error is returned (its failure row is then written on its own).
+///
+/// Only the transaction may be used inside `change`: on SQLite it holds the database's write lock.
+pub async fn change<T, F>(app: &AppState, change: F) -> Result<(T, AuditTx), ApiError>
+where
+    F: AsyncFnOnce(&mut DbTx) -> Result<T, ApiError>,
+{
+    let mut tx = app.audit.begin().await.map_err(ApiError::internal)?;
+    match change(tx.db()).await {
+        Ok(value) => Ok((value, tx)),
+        Err(error) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(%rollback, "rollback of a failed change failed; the pool rolls the connection back or closes it");
+            }
+            Err(error)
+        }
     }
 }
 

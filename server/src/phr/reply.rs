@@ -1,15 +1,16 @@
 //! What a successful endpoint hands back to the pipeline: the response plus what its audit rows should say.
 //!
 //! Endpoints never write audit rows themselves (the pipeline does, so the rules cannot drift); a [`Reply`]
-//! is how they say which patient the call touched, which details the row carries, and which further rows
-//! the call produced.
+//! is how they say which patient the call touched, which details the row carries, which further rows the
+//! call produced, and, for a call that changed data, the transaction holding the change (the pipeline
+//! appends the rows into it and commits both together).
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::audit::Action;
+use crate::audit::{Action, AuditTx};
 use crate::error::ApiError;
 
 /// A successful endpoint result: the response plus what its audit row should add.
@@ -28,6 +29,10 @@ pub struct Reply {
     /// For streamed bodies: the action of a second, `failed` row written when the body breaks off before its
     /// `Content-Length` (storage error, client gone), since the success row is written before the first byte.
     pub audit_if_incomplete: Option<Action>,
+    /// The call's data change, uncommitted: its rows are appended into it and it commits with them.
+    pub transaction: Option<AuditTx>,
+    /// Runs once the change and its rows are committed (e.g. waking the export workers).
+    pub on_commit: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Reply {
@@ -39,7 +44,21 @@ impl Reply {
             action: None,
             also_audit: Vec::new(),
             audit_if_incomplete: None,
+            transaction: None,
+            on_commit: None,
         }
+    }
+
+    /// Commits `transaction` (the call's data change) together with the call's audit rows.
+    pub fn in_transaction(mut self, transaction: AuditTx) -> Self {
+        self.transaction = Some(transaction);
+        self
+    }
+
+    /// Runs `hook` after the change and its rows have committed.
+    pub fn on_commit(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
+        self.on_commit = Some(Box::new(hook));
+        self
     }
 
     /// Audits a body that does not arrive whole as a `failed` row with `action` (see [`super::delivery`]).

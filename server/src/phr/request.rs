@@ -8,11 +8,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
+use crate::auth::parse_basic;
 use crate::error::{ApiError, ErrorCode};
 use crate::tls::{ClientCert, PeerInfo};
 
@@ -44,7 +45,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(Self {
-            path: parts.uri.path().to_owned(),
+            // The full path: a nested router sees its own part only, and the row must name the resource.
+            path: parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.path(), |o| o.path()).to_owned(),
             headers: parts.headers.clone(),
             peer: parts.extensions.get::<PeerInfo>().cloned(),
         })
@@ -91,6 +93,14 @@ impl RequestMeta {
         Some(first.unwrap_or(peer_ip))
     }
 
+    /// `(facility, user)` that the Basic header claims, unverified: the actor of a row whose call failed
+    /// before or during authentication. The user id is not a secret; the password is never looked at.
+    pub fn claimed_user(&self) -> Option<(String, String)> {
+        let credentials = parse_basic(self.headers.get(header::AUTHORIZATION)).ok()?;
+        let facility = credentials.facility_id.clone().or_else(|| self.optional("x-facility-id")).unwrap_or_default();
+        Some((facility, credentials.user_id.clone()))
+    }
+
     /// The verified client certificate, if the connection presented one.
     pub fn client_cert(&self) -> Option<&Arc<ClientCert>> {
         self.peer.as_ref().and_then(|p| p.client_cert.as_ref())
@@ -133,8 +143,22 @@ impl Caller {
 /// Reads a JSON body of at most [`MAX_JSON_BODY`] bytes; anything else is a 400/413 `invalidPayload`.
 pub async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
     let bytes = read_body(body, MAX_JSON_BODY).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, format!("request body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| invalid_json(&e))
+}
+
+/// The `invalidPayload` error for a body that does not parse. serde's own message can quote the offending
+/// value (a secret key sent as a number, say), and the message reaches the audit row, so only the kind of
+/// error and its position are told.
+pub fn invalid_json(error: &serde_json::Error) -> ApiError {
+    let kind = match error.classify() {
+        serde_json::error::Category::Io | serde_json::error::Category::Eof => "is incomplete",
+        serde_json::error::Category::Syntax => "is not valid JSON",
+        serde_json::error::Category::Data => "does not have the expected fields and types",
+    };
+    ApiError::new(
+        ErrorCode::InvalidPayload,
+        format!("request body {kind} (line {}, column {})", error.line(), error.column()),
+    )
 }
 
 /// Reads a body of at most `limit` bytes.

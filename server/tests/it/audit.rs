@@ -154,3 +154,78 @@ async fn control_characters_in_ids_are_escaped_into_the_row_instead_of_failing_t
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_audit_connection_waits_for_the_flush_on_both_backends() {
+    for db in support::backends().await {
+        // Arrange: on PostgreSQL the database's default says not to wait; the server must not follow it.
+        if db.backend == Backend::Postgres {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let name: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&pool).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{name}\" SET synchronous_commit = off")))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        let server = TestServer::start(db, Options::default()).await;
+
+        // Act: ask the connection the audit writer appends on.
+        let mut tx = server.app.audit.begin().await.unwrap();
+        let setting: String = phr_server::with_tx!(tx.db(), |conn| match server.backend {
+            Backend::Sqlite => sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .map(|level| level.to_string()),
+            Backend::Postgres => sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&mut *conn).await,
+        })
+        .unwrap();
+        tx.rollback().await.unwrap();
+
+        // Assert: SQLite FULL (2), PostgreSQL on.
+        let expected = match server.backend {
+            Backend::Sqlite => "2",
+            Backend::Postgres => "on",
+        };
+        assert_eq!(setting, expected, "{:?}", server.backend);
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_row_fails_only_its_own_call_when_rows_are_committed_in_groups() {
+    for db in support::backends().await {
+        // Arrange: the database refuses PHR_ALLERGY_TEXT rows only.
+        let server = TestServer::start(db, Options::default()).await;
+        let refuse = match server.backend {
+            Backend::Postgres => {
+                "ALTER TABLE d_audit_event ADD CONSTRAINT test_refuse CHECK (action <> 'PHR_ALLERGY_TEXT') NOT VALID"
+            }
+            Backend::Sqlite => {
+                "CREATE TRIGGER test_refuse BEFORE INSERT ON d_audit_event WHEN NEW.action = 'PHR_ALLERGY_TEXT' \
+                 BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+            }
+        };
+        phr_server::with_pool!(&server.app.db, |pool| {
+            sqlx::query(refuse).execute(pool).await.unwrap();
+        });
+
+        // Act: refused and accepted calls at once, so they share batches.
+        let requests = (0..60).map(|i| {
+            let path = if i % 2 == 0 { "allergy/P0001" } else { "disease/P0001" };
+            let request = server.get_traced(path, &format!("group-{i}"));
+            async move { (i, request.send().await.unwrap().status().as_u16()) }
+        });
+        let statuses = futures::future::join_all(requests).await;
+
+        // Assert: every refused call failed closed, every other call answered with its row.
+        for (i, status) in statuses {
+            let expected = if i % 2 == 0 { 500 } else { 200 };
+            assert_eq!(status, expected, "{:?}: call {i}", server.backend);
+            let rows = server.audit_rows(&format!("group-{i}")).await.len();
+            assert_eq!(rows, usize::from(i % 2 == 1), "{:?}: call {i}", server.backend);
+        }
+        assert_eq!(server.app.audit.verify().await.unwrap().first_broken, None);
+        server.stop().await;
+    }
+}

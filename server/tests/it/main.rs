@@ -10,13 +10,18 @@
 mod support;
 
 mod audit;
+mod audit_atomic;
+mod audit_secrets;
+mod audit_tamper;
 mod check_secrets;
 mod common_rules;
+mod every_answer;
 mod export_interrupted;
 mod export_large;
 mod export_lifecycle;
 mod export_recovery;
 mod export_s3;
+mod head_requests;
 mod image;
 mod layer_id;
 mod migrate;

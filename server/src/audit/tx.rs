@@ -1,0 +1,188 @@
+//! A transaction on the audit chain: the chain lock, one database transaction, and the rows appended in it.
+//!
+//! A data change commits only together with its audit rows (PHR_API.md §5). So a handler that changes data
+//! (an access-key upsert, an export submitted or cancelled, a signed URL issued or consumed) begins an
+//! [`AuditTx`], makes its change through [`AuditTx::db`], and hands the transaction to the pipeline, which
+//! appends the call's rows into it and commits. When a row is refused the transaction rolls back and the
+//! change goes with it. Calls without a data change go to the group-commit writer (`writer.rs`), which
+//! uses the same [`begin_chain_transaction`] and [`append_rows`] for a whole batch.
+//!
+//! Lock order is always the in-process chain mutex first, then the database transaction (SQLite: `BEGIN
+//! IMMEDIATE`, the database's single write lock; PostgreSQL: `BEGIN` plus the transaction-scoped advisory
+//! lock). The other order deadlocks on SQLite: a connection holding the write lock would wait for a mutex
+//! whose holder waits for the write lock.
+
+use std::sync::Arc;
+
+use chrono::SubsecRound;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::{AuditError, AuditEvent, sealed_row};
+use crate::clock::Clock;
+use crate::db::Db;
+use crate::dbtx::DbTx;
+
+/// Key of the PostgreSQL advisory lock that serialises chain appends across processes.
+const CHAIN_LOCK_KEY: i64 = 0x5048_525f_4155_4454; // "PHR_AUDT"
+
+/// The chain every row is appended to (one chain; the column lets there be more).
+pub const MAIN_CHAIN: &str = "main";
+
+/// The chain's newest row: its hash is the next row's `previous_hash`.
+const HEAD_SQL: &str = "SELECT event_hash FROM d_audit_event WHERE chain_id = $1 ORDER BY id DESC LIMIT 1";
+/// The ids the next `$1` rows get. They are sealed into the rows, so they are taken before the insert, under
+/// the lock (so chain order is id order).
+const PG_NEXT_IDS_SQL: &str =
+    "SELECT nextval(pg_get_serial_sequence('d_audit_event', 'id')) FROM generate_series(1, $1::bigint)";
+/// SQLite's AUTOINCREMENT rule: one more than the largest id ever used (the table's or `sqlite_sequence`'s).
+const SQLITE_NEXT_ID_SQL: &str = "SELECT COALESCE(MAX(v), 0) + 1 FROM (SELECT MAX(id) AS v FROM d_audit_event \
+     UNION ALL SELECT seq AS v FROM sqlite_sequence WHERE name = 'd_audit_event')";
+/// The columns of one inserted row, in bind order.
+const INSERT_COLUMNS: &str = "INSERT INTO d_audit_event (id, chain_id, hash_version, event_time, actor_id, \
+     actor_display_name, actor_role, action, outcome, resource, patient_id, request_id, trace_id, ip_address, \
+     user_agent, run_id, payload, payload_hash, previous_hash, event_hash) VALUES ";
+/// Binds per row.
+const COLUMNS_PER_ROW: usize = 20;
+/// Rows per INSERT statement (PostgreSQL allows 65535 binds, SQLite 32766).
+const ROWS_PER_INSERT: usize = 256;
+
+/// The chain lock plus one database transaction; rows appended in it commit with whatever else it changed.
+#[derive(Debug)]
+pub struct AuditTx {
+    /// Serialises chain appends in this process; released when the transaction ends.
+    _serialised: OwnedMutexGuard<()>,
+    /// The transaction the data change and the rows share.
+    tx: DbTx,
+    /// Stamps each row's `event_time`.
+    clock: Clock,
+}
+
+impl AuditTx {
+    /// Takes the chain lock, then begins the transaction (see the module docs for the order).
+    pub(super) async fn begin(db: &Db, lock: Arc<Mutex<()>>, clock: Clock) -> Result<Self, sqlx::Error> {
+        let serialised = lock.lock_owned().await;
+        let tx = begin_chain_transaction(db).await?;
+        Ok(Self { _serialised: serialised, tx, clock })
+    }
+
+    /// The transaction, for the call's data change.
+    pub fn db(&mut self) -> &mut DbTx {
+        &mut self.tx
+    }
+
+    /// Appends one row to the chain inside the transaction and returns its id.
+    pub async fn append(&mut self, event: AuditEvent) -> Result<i64, AuditError> {
+        let ids = append_rows(&mut self.tx, &self.clock, std::slice::from_ref(&event)).await?;
+        Ok(ids[0])
+    }
+
+    /// Commits the data change and the rows together, then releases the chain lock.
+    pub async fn commit(self) -> Result<(), AuditError> {
+        match self.tx {
+            DbTx::Postgres(tx) => tx.commit().await?,
+            DbTx::Sqlite(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Rolls back the data change and any rows, then releases the chain lock.
+    pub async fn rollback(self) -> Result<(), AuditError> {
+        match self.tx {
+            DbTx::Postgres(tx) => tx.rollback().await?,
+            DbTx::Sqlite(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Begins a transaction that may append to the chain; the caller holds the in-process chain lock. SQLite
+/// takes the write lock up front (a deferred read-then-write transaction fails with SQLITE_BUSY_SNAPSHOT,
+/// which busy_timeout does not retry, when another connection writes in between); PostgreSQL takes the
+/// transaction-scoped advisory lock that serialises appends across processes.
+pub(super) async fn begin_chain_transaction(db: &Db) -> Result<DbTx, sqlx::Error> {
+    Ok(match db {
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK_KEY).execute(&mut *tx).await?;
+            DbTx::Postgres(tx)
+        }
+        Db::Sqlite(pool) => DbTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+    })
+}
+
+/// Appends `events` in order to the chain inside `tx` (begun by [`begin_chain_transaction`], under the chain
+/// lock): the head is read once, the ids are taken once, the rows are sealed one after the other and
+/// inserted in as few statements as the bind limits allow. Returns their ids.
+pub(super) async fn append_rows(tx: &mut DbTx, clock: &Clock, events: &[AuditEvent]) -> Result<Vec<i64>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let postgres = matches!(tx, DbTx::Postgres(_));
+    let (mut previous_hash, ids): (String, Vec<i64>) = crate::with_tx!(tx, |conn| {
+        let head: Option<String> = sqlx::query_scalar(HEAD_SQL).bind(MAIN_CHAIN).fetch_optional(&mut *conn).await?;
+        let mut ids: Vec<i64> = if postgres {
+            sqlx::query_scalar(PG_NEXT_IDS_SQL).bind(count).fetch_all(&mut *conn).await?
+        } else {
+            let first: i64 = sqlx::query_scalar(SQLITE_NEXT_ID_SQL).fetch_one(&mut *conn).await?;
+            (first..first + count).collect()
+        };
+        ids.sort_unstable();
+        Ok::<_, sqlx::Error>((head.unwrap_or_default(), ids))
+    })?;
+    let mut rows = Vec::with_capacity(events.len());
+    for (event, id) in events.iter().zip(&ids) {
+        // Millisecond precision, so the stored time re-hashes to the same value on both backends.
+        let row = sealed_row(event, *id, MAIN_CHAIN, previous_hash, clock.now().trunc_subsecs(3));
+        previous_hash = row.event_hash.clone();
+        rows.push(row);
+    }
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = insert_sql(chunk.len());
+        crate::with_tx!(tx, |conn| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for row in chunk {
+                query = query
+                    .bind(row.id)
+                    .bind(&row.chain_id)
+                    .bind(row.hash_version)
+                    .bind(row.event_time)
+                    .bind(&row.actor_id)
+                    .bind(&row.actor_display_name)
+                    .bind(&row.actor_role)
+                    .bind(&row.action)
+                    .bind(&row.outcome)
+                    .bind(&row.resource)
+                    .bind(&row.patient_id)
+                    .bind(&row.request_id)
+                    .bind(&row.trace_id)
+                    .bind(&row.ip_address)
+                    .bind(&row.user_agent)
+                    .bind(&row.run_id)
+                    .bind(&row.payload)
+                    .bind(&row.payload_hash)
+                    .bind(&row.previous_hash)
+                    .bind(&row.event_hash);
+            }
+            query.execute(&mut *conn).await.map(|done| done.rows_affected())
+        })?;
+    }
+    Ok(ids)
+}
+
+/// `INSERT … VALUES ($1, …, $20), ($21, …)` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(INSERT_COLUMNS);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..COLUMNS_PER_ROW {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * COLUMNS_PER_ROW + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
