@@ -3,15 +3,14 @@
 //!
 //! Everything is scoped to the caller's facility: a registration's facility is forced to the caller's and a
 //! key of another facility is answered exactly like a missing one. Audit rows carry the patient and only the
-//! last four characters of the access key (`accessKeySuffix`, and in `resource` via [`mask_access_key`]),
+//! last four characters of the access key (`accessKeySuffix`, and in `resource` via [`super::mask::mask_access_key`]),
 //! never the key itself.
-
-use std::borrow::Cow;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
 
+use super::mask::access_key_suffix;
 use super::pipeline;
 use super::reply::Reply;
 use super::request::{AuthMode, RequestMeta, read_json};
@@ -102,29 +101,6 @@ impl From<InvalidField> for ApiError {
     }
 }
 
-/// The last four characters of an access key, for audit rows; `None` for keys too short to hide the rest.
-pub fn access_key_suffix(access_key: &str) -> Option<String> {
-    let count = access_key.chars().count();
-    (count >= 8).then(|| access_key.chars().skip(count - 4).collect())
-}
-
-/// The path as the audit row's `resource` records it: whatever follows an `accessKey` segment (PHR-03's
-/// `/accessKey/{key}`, in any letter case, and anything below it that the router refused) becomes `****`
-/// plus the key's last four characters, as in `accessKeySuffix`, so no row holds an access key, not even a
-/// failed guess.
-pub fn mask_access_key(path: &str) -> Cow<'_, str> {
-    let mut offset = 0;
-    for segment in path.split('/') {
-        offset += segment.len() + 1;
-        if segment.eq_ignore_ascii_case("accessKey") && offset < path.len() {
-            let key = percent_encoding::percent_decode_str(&path[offset..]).decode_utf8_lossy();
-            let suffix = access_key_suffix(&key).unwrap_or_default();
-            return Cow::Owned(format!("{}****{suffix}", &path[..offset]));
-        }
-    }
-    Cow::Borrowed(path)
-}
-
 fn with_suffix(reply: Reply, access_key: &str) -> Reply {
     match access_key_suffix(access_key) {
         Some(suffix) => reply.detail("accessKeySuffix", suffix),
@@ -142,6 +118,7 @@ fn with_key_details(error: ApiError, access_key: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::phr::mask::mask_access_key;
 
     #[test]
     fn suffix_is_the_last_four_characters_only() {

@@ -14,6 +14,7 @@ pub mod guard;
 pub mod identity;
 pub mod image;
 pub mod keys;
+mod mask;
 pub mod pipeline;
 pub mod reply;
 pub mod request;

@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde_json::{Map, Value};
 
 use super::delivery;
-use super::keys::mask_access_key;
+use super::mask::mask_access_key;
 use super::reply::Reply;
 use super::request::{AuthMode, Caller, RequestMeta};
 use crate::audit::{Action, AuditError, AuditEvent, AuditTx, Outcome, column_text};
