@@ -25,7 +25,6 @@ use crate::db::{Db, DbError};
 use crate::error::{ApiError, ErrorCode};
 use crate::export::{ExportService, WorkerPool};
 use crate::layer_key::{LayerKeyError, LayerSigner};
-use crate::metrics::Metrics;
 use crate::state::{AppState, Shared};
 use crate::storage::{BlobStore, StorageError};
 use crate::tls::TlsSetupError;
@@ -93,8 +92,7 @@ impl App {
         let image_budget = BurstLimiter::new(config.image.burst_bytes, config.image.burst_window);
         let audit = AuditLog::new(db.clone(), config.clock.clone());
         let export = ExportService::new(&config.export).map_err(StartupError::ExportStorage)?;
-        let shared =
-            Shared { config, db, audit, auth, layer, images, image_budget, metrics: Metrics::default(), export };
+        let shared = Shared { config, db, audit, auth, layer, images, image_budget, metrics: Arc::default(), export };
         Ok(Self { state: AppState::new(shared), tls })
     }
 
@@ -122,14 +120,19 @@ impl App {
             }
         });
         let workers = WorkerPool::start(self.state.clone(), stop_rx.clone());
-        let grace = self.state.config.shutdown_grace;
+        let settings = crate::listener::Settings {
+            tls: self.tls.clone(),
+            limits: self.state.config.connections,
+            grace: self.state.config.shutdown_grace,
+            metrics: self.state.metrics.clone(),
+        };
         let router = self.router();
         let phr_stop = async move {
             shutdown.await;
             tracing::info!("shutdown requested; draining in-flight requests");
             let _ = stop_tx.send(true);
         };
-        crate::tls::serve(listeners.phr, self.tls.clone(), router, phr_stop, grace).await;
+        crate::listener::serve(listeners.phr, router, settings, phr_stop).await;
         let _ = ops_task.await;
         workers.stop().await;
         self.state.db.close().await;

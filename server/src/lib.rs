@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod export;
 pub mod layer_key;
+pub mod listener;
 pub mod metrics;
 pub mod ops;
 pub mod paths;

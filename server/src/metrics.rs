@@ -1,5 +1,6 @@
 //! Prometheus metrics for `/metrics`: requests by route and status, a latency histogram, audit writes,
-//! throttle decisions and export jobs by state.
+//! throttle decisions, export jobs by state, and the PHR listener's connections (open, refused over the cap,
+//! closed by a limit).
 //!
 //! The set is small and fixed, so it is kept in a few mutex-guarded maps and rendered in the text
 //! exposition format by hand rather than pulling in a metrics framework. Each update takes one short,
@@ -7,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::audit::Outcome;
@@ -31,6 +33,50 @@ pub struct Metrics {
     audit_writes: Mutex<BTreeMap<&'static str, u64>>,
     throttle: Mutex<BTreeMap<&'static str, u64>>,
     export_jobs: Mutex<BTreeMap<String, i64>>,
+    /// PHR connections open now (TLS handshakes included).
+    connections_open: AtomicI64,
+    /// Connections closed at once because `PHR_MAX_CONNECTIONS` were open.
+    connections_refused: AtomicU64,
+    /// Connections the server closed, by the limit that closed them.
+    connections_closed: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Why the server closed a PHR connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionClose {
+    /// The TLS handshake failed (no, foreign or expired certificate, bad protocol).
+    HandshakeFailed,
+    /// The TLS handshake did not finish within `PHR_TLS_HANDSHAKE_TIMEOUT_SECONDS`.
+    HandshakeTimeout,
+    /// A request's headers did not arrive within `PHR_HEADER_READ_TIMEOUT_SECONDS` (hyper's HTTP/1.1 timer),
+    /// or no request started that long after the handshake (the accept loop's, for either protocol).
+    HeaderTimeout,
+    /// Nothing in flight for `PHR_IDLE_TIMEOUT_SECONDS`.
+    Idle,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl ConnectionClose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HandshakeFailed => "handshake_failed",
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::HeaderTimeout => "header_timeout",
+            Self::Idle => "idle",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Counts one open connection in the gauge until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<Metrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -69,6 +115,22 @@ impl Metrics {
         let mut jobs = lock(&self.export_jobs);
         jobs.clear();
         jobs.extend(counts);
+    }
+
+    /// A connection was accepted under the cap; it counts as open until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.clone())
+    }
+
+    /// A connection was closed at once because the cap was reached.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The server closed a connection because of `reason`.
+    pub fn connection_closed(&self, reason: ConnectionClose) {
+        *lock(&self.connections_closed).entry(reason.as_str()).or_default() += 1;
     }
 
     /// The text exposition format.
@@ -116,7 +178,28 @@ impl Metrics {
         for (state, count) in lock(&self.export_jobs).iter() {
             let _ = writeln!(out, "phr_export_jobs{{state=\"{}\"}} {count}", escape(state));
         }
+        self.render_connections(&mut out);
         out
+    }
+
+    fn render_connections(&self, out: &mut String) {
+        let open = self.connections_open.load(Ordering::Relaxed);
+        let refused = self.connections_refused.load(Ordering::Relaxed);
+        let _ =
+            writeln!(out, "# HELP phr_connections_open PHR connections open now.\n# TYPE phr_connections_open gauge");
+        let _ = writeln!(out, "phr_connections_open {open}");
+        let _ = writeln!(
+            out,
+            "# HELP phr_connections_refused_total PHR connections closed at once because PHR_MAX_CONNECTIONS were \
+             open.\n# TYPE phr_connections_refused_total counter\nphr_connections_refused_total {refused}"
+        );
+        render_counter(
+            out,
+            "phr_connections_closed_total",
+            "PHR connections the server closed, by reason.",
+            "reason",
+            &self.connections_closed,
+        );
     }
 }
 

@@ -49,7 +49,7 @@ pub struct Shared {
     /// PHR-07 bytes per client in the sliding window.
     pub image_budget: BurstLimiter,
     /// What `/metrics` renders.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Phase F: artifact storage and the worker wake-up (settings in `config.export`).
     pub export: ExportService,
 }

@@ -12,6 +12,7 @@ mod support;
 mod audit;
 mod check_secrets;
 mod common_rules;
+mod connections;
 mod export_interrupted;
 mod export_large;
 mod export_lifecycle;

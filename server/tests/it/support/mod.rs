@@ -128,6 +128,10 @@ pub struct Options {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Phase F settings; filesystem storage at the default base is moved into the test's temporary folder.
     pub export: phr_server::export::ExportConfig,
+    /// The PHR listener's connection cap, timeouts and HTTP/2 stream limit.
+    pub connections: phr_server::config::connections::ConnectionLimits,
+    /// How long in-flight requests may run on after shutdown begins.
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Default for Options {
@@ -139,6 +143,8 @@ impl Default for Options {
             clock_start: Utc.with_ymd_and_hms(2025, 11, 19, 1, 30, 0).single().expect("valid date"),
             trusted_proxies: Vec::new(),
             export: phr_server::export::ExportConfig::default(),
+            connections: phr_server::config::connections::ConnectionLimits::default(),
+            shutdown_grace: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -212,7 +218,8 @@ impl TestServer {
         config.clock = clock.clone();
         config.image = options.image;
         config.trusted_proxies = options.trusted_proxies.clone();
-        config.shutdown_grace = std::time::Duration::from_secs(5);
+        config.shutdown_grace = options.shutdown_grace;
+        config.connections = options.connections;
         config.export = options.export.clone();
         if let phr_server::export::StorageSettings::Filesystem { base } = &mut config.export.storage
             && base.as_path() == std::path::Path::new(phr_server::config::export::DEFAULT_FS_BASE)
@@ -345,6 +352,23 @@ impl TestServer {
                 .collect()
         });
         rows
+    }
+
+    /// The ops listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.ops_base)).await.expect("metrics").text().await.expect("metrics text")
+    }
+
+    /// Waits until `/metrics` has a line starting with `line` (series and value), for events the server counts
+    /// just after the client has seen their effect. Panics after a generous bound instead of hanging.
+    pub async fn wait_for_metric(&self, line: &str) {
+        for _ in 0..3000 {
+            if self.metrics().await.lines().any(|l| l.starts_with(line)) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("/metrics never showed {line:?}:\n{}", self.metrics().await);
     }
 
     /// Number of rows in `d_audit_event`.
