@@ -25,6 +25,7 @@ use crate::db::{Db, DbError};
 use crate::error::{ApiError, ErrorCode};
 use crate::export::{ExportService, WorkerPool};
 use crate::layer_key::{LayerKeyError, LayerSigner};
+use crate::metrics::Metrics;
 use crate::state::{AppState, Shared};
 use crate::storage::{BlobStore, StorageError};
 use crate::tls::TlsSetupError;
@@ -88,11 +89,13 @@ impl App {
             tracing::info!(version = migration.version, description = %migration.description, "migration applied");
         }
         let images = BlobStore::local(&config.image_store_dir)?;
-        let auth = Authenticator::new(db.clone()).map_err(|e| StartupError::Auth(e.to_string()))?;
+        let metrics = Arc::<Metrics>::default();
+        let auth = Authenticator::new(db.clone(), &config.auth, config.clock.clone(), metrics.clone())
+            .map_err(|e| StartupError::Auth(e.to_string()))?;
         let image_budget = BurstLimiter::new(config.image.burst_bytes, config.image.burst_window);
         let audit = AuditLog::new(db.clone(), config.clock.clone());
         let export = ExportService::new(&config.export).map_err(StartupError::ExportStorage)?;
-        let shared = Shared { config, db, audit, auth, layer, images, image_budget, metrics: Arc::default(), export };
+        let shared = Shared { config, db, audit, auth, layer, images, image_budget, metrics, export };
         Ok(Self { state: AppState::new(shared), tls })
     }
 

@@ -8,6 +8,7 @@
 //! are in [`export`], the shared error in [`error`]; this module depends on nothing but the clock, so every
 //! subsystem can read its settings from here.
 
+pub mod auth;
 pub mod connections;
 pub mod error;
 pub mod export;
@@ -20,6 +21,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::clock::Clock;
+use auth::{AuthArgs, AuthLimits};
 use connections::{ConnectionArgs, ConnectionLimits};
 pub use error::ConfigError;
 use export::{ExportArgs, ExportConfig};
@@ -78,6 +80,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub connections: ConnectionArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     /// Seconds in-flight requests get to finish after SIGTERM or ctrl-c.
     #[arg(long, env = "PHR_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
@@ -167,6 +172,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The PHR listener's connection cap, timeouts and HTTP/2 stream limit.
     pub connections: ConnectionLimits,
+    /// How many password checks run and wait at once, and the per-certificate failure throttle.
+    pub auth: AuthLimits,
     /// Phase F: artifact storage, signed URLs, worker pool.
     pub export: ExportConfig,
     /// The time source; tests inject a manual clock.
@@ -186,6 +193,7 @@ impl Config {
             server_info: ServerInfoArgs::default(),
             shutdown_grace: Duration::from_secs(30),
             connections: ConnectionLimits::default(),
+            auth: AuthLimits::default(),
             export: ExportConfig::default(),
             clock: Clock::System,
         }
@@ -225,6 +233,7 @@ impl ServeArgs {
             server_info: self.server_info.clone(),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             connections: self.connections.validate()?,
+            auth: self.auth.validate()?,
             export: self.export.validate()?,
             clock: Clock::System,
         })

@@ -39,6 +39,24 @@ pub struct Metrics {
     connections_refused: AtomicU64,
     /// Connections the server closed, by the limit that closed them.
     connections_closed: Mutex<BTreeMap<&'static str, u64>>,
+    /// argon2 verifications holding a slot now.
+    auth_in_flight: AtomicI64,
+    /// The most that ever held a slot at once since start (never above `PHR_AUTH_MAX_CONCURRENT`).
+    auth_in_flight_peak: AtomicI64,
+    /// Verifications waiting for a slot now.
+    auth_waiting: AtomicI64,
+    /// Finished verifications by result, and calls refused before one by reason.
+    auth_results: Mutex<BTreeMap<&'static str, u64>>,
+    auth_refusals: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Why a call needing a password check was refused before the check ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// Every slot was busy and `PHR_AUTH_MAX_QUEUED` were already waiting (503).
+    QueueFull,
+    /// The client certificate used up `PHR_AUTH_MAX_FAILURES` (429).
+    CertificateThrottled,
 }
 
 /// Why the server closed a PHR connection.
@@ -133,6 +151,36 @@ impl Metrics {
         *lock(&self.connections_closed).entry(reason.as_str()).or_default() += 1;
     }
 
+    /// An argon2 verification took a slot.
+    pub fn auth_verification_started(&self) {
+        let now = self.auth_in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.auth_in_flight_peak.fetch_max(now, Ordering::AcqRel);
+    }
+
+    /// An argon2 verification gave its slot back.
+    pub fn auth_verification_finished(&self) {
+        self.auth_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// `delta` callers joined (+1) or left (-1) the queue for a slot.
+    pub fn auth_waiting(&self, delta: i64) {
+        self.auth_waiting.fetch_add(delta, Ordering::AcqRel);
+    }
+
+    /// A verification finished: the credential matched an account, or not.
+    pub fn auth_verified(&self, matched: bool) {
+        *lock(&self.auth_results).entry(if matched { "match" } else { "mismatch" }).or_default() += 1;
+    }
+
+    /// A call was refused before its password check.
+    pub fn auth_refused(&self, reason: AuthRefusal) {
+        let reason = match reason {
+            AuthRefusal::QueueFull => "queue_full",
+            AuthRefusal::CertificateThrottled => "certificate_throttled",
+        };
+        *lock(&self.auth_refusals).entry(reason).or_default() += 1;
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -179,7 +227,37 @@ impl Metrics {
             let _ = writeln!(out, "phr_export_jobs{{state=\"{}\"}} {count}", escape(state));
         }
         self.render_connections(&mut out);
+        self.render_auth(&mut out);
         out
+    }
+
+    fn render_auth(&self, out: &mut String) {
+        for (name, help, value) in [
+            ("phr_auth_verifications_in_flight", "argon2 password checks running now.", &self.auth_in_flight),
+            (
+                "phr_auth_verifications_in_flight_peak",
+                "Most argon2 checks ever running at once.",
+                &self.auth_in_flight_peak,
+            ),
+            ("phr_auth_verifications_waiting", "Password checks waiting for a slot.", &self.auth_waiting),
+        ] {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", value.load(Ordering::Acquire));
+        }
+        render_counter(
+            out,
+            "phr_auth_verifications_total",
+            "argon2 password checks by result.",
+            "result",
+            &self.auth_results,
+        );
+        render_counter(
+            out,
+            "phr_auth_refused_total",
+            "Calls refused before their password check, by reason.",
+            "reason",
+            &self.auth_refusals,
+        );
     }
 
     fn render_connections(&self, out: &mut String) {

@@ -10,6 +10,7 @@
 mod support;
 
 mod audit;
+mod auth_limits;
 mod check_secrets;
 mod common_rules;
 mod connections;

@@ -132,6 +132,8 @@ pub struct Options {
     pub connections: phr_server::config::connections::ConnectionLimits,
     /// How long in-flight requests may run on after shutdown begins.
     pub shutdown_grace: std::time::Duration,
+    /// Password checks at once, queued, and the per-certificate failure throttle.
+    pub auth: phr_server::config::auth::AuthLimits,
 }
 
 impl Default for Options {
@@ -145,6 +147,7 @@ impl Default for Options {
             export: phr_server::export::ExportConfig::default(),
             connections: phr_server::config::connections::ConnectionLimits::default(),
             shutdown_grace: std::time::Duration::from_secs(5),
+            auth: phr_server::config::auth::AuthLimits::default(),
         }
     }
 }
@@ -220,6 +223,7 @@ impl TestServer {
         config.trusted_proxies = options.trusted_proxies.clone();
         config.shutdown_grace = options.shutdown_grace;
         config.connections = options.connections;
+        config.auth = options.auth;
         config.export = options.export.clone();
         if let phr_server::export::StorageSettings::Filesystem { base } = &mut config.export.storage
             && base.as_path() == std::path::Path::new(phr_server::config::export::DEFAULT_FS_BASE)
