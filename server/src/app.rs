@@ -17,7 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio::net::TcpListener;
 
-use crate::audit::AuditLog;
+use crate::audit::{Action, AuditLog};
 use crate::auth::Authenticator;
 use crate::burst::BurstLimiter;
 use crate::config::Config;
@@ -26,6 +26,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::export::{ExportService, WorkerPool};
 use crate::layer_key::{LayerKeyError, LayerSigner};
 use crate::metrics::Metrics;
+use crate::phr::RouteSpec;
 use crate::state::{AppState, Shared};
 use crate::storage::{BlobStore, StorageError};
 use crate::tls::TlsSetupError;
@@ -103,7 +104,7 @@ impl App {
     pub fn router(&self) -> Router {
         Router::new()
             .nest(paths::PHR_BASE, phr::routes())
-            .route(paths::SERVER_INFO, axum::routing::get(serverinfo::fetch))
+            .route(SERVER_INFO_ROUTE.path, axum::routing::get(serverinfo::fetch))
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(self.state.clone(), observe))
             .with_state(self.state.clone())
@@ -140,6 +141,31 @@ impl App {
         workers.stop().await;
         self.state.db.close().await;
     }
+}
+
+/// The server-information route, mounted beside the PHR routes (outside their base path, as in the original).
+const SERVER_INFO_ROUTE: RouteSpec = RouteSpec { method: "get", path: paths::SERVER_INFO, action: Action::ServerInfo };
+
+/// One line of the route map: what `phr-server routes` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedRoute {
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// Absolute path pattern, `{name}` for a segment parameter.
+    pub path: String,
+    /// The audit action every call of the route writes (a throttled or failed call may write a more specific
+    /// one, as the spec lists).
+    pub action: Action,
+}
+
+/// Every route of the PHR listener with its absolute path and audit action, in mounting order.
+pub fn route_map() -> Vec<MappedRoute> {
+    let mapped = |route: &RouteSpec, base: &str| MappedRoute {
+        method: route.method.to_ascii_uppercase(),
+        path: format!("{base}{}", route.path),
+        action: route.action,
+    };
+    phr::ROUTES.iter().map(|r| mapped(r, paths::PHR_BASE)).chain([mapped(&SERVER_INFO_ROUTE, "")]).collect()
 }
 
 /// Metrics for every request, and the header-size limit with the JSON error body.

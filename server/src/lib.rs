@@ -30,7 +30,7 @@ pub mod state;
 pub mod storage;
 pub mod tls;
 
-pub use app::{App, Listeners, StartupError, install_crypto_provider};
+pub use app::{App, Listeners, MappedRoute, StartupError, install_crypto_provider, route_map};
 pub use clock::Clock;
 pub use config::{Config, ImagePolicy, TlsMaterial};
 pub use db::Db;
