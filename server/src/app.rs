@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::audit::{Action, AuditLog};
 use crate::auth::Authenticator;
-use crate::burst::BurstLimiter;
+use crate::burst::ImageBudget;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::error::{ApiError, ErrorCode};
@@ -93,7 +93,7 @@ impl App {
         let metrics = Arc::<Metrics>::default();
         let auth = Authenticator::new(db.clone(), &config.auth, config.clock.clone(), metrics.clone())
             .map_err(|e| StartupError::Auth(e.to_string()))?;
-        let image_budget = BurstLimiter::new(config.image.burst_bytes, config.image.burst_window);
+        let image_budget = ImageBudget::for_database(&db, config.image.burst_bytes, config.image.burst_window);
         let audit = AuditLog::new(db.clone(), config.clock.clone());
         let export = ExportService::new(&config.export).map_err(StartupError::ExportStorage)?;
         let shared = Shared { config, db, audit, auth, layer, images, image_budget, metrics, export };

@@ -22,6 +22,7 @@ mod export_s3;
 mod image;
 mod layer_id;
 mod migrate;
+mod multi_instance;
 mod ops;
 mod pg_tls;
 mod phr_container;

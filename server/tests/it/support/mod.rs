@@ -194,12 +194,13 @@ pub struct TestServer {
     pub ops_base: String,
     pub app: AppState,
     pub clock: Clock,
-    pub pki: Pki,
+    pub pki: Arc<Pki>,
     pub backend: Backend,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _images: tempfile::TempDir,
-    _db: TestDb,
+    /// Shared with sibling instances ([`TestServer::sibling`]); removed when the last one goes.
+    _images: Arc<tempfile::TempDir>,
+    _db: Arc<TestDb>,
 }
 
 impl TestServer {
@@ -238,10 +239,17 @@ impl TestServer {
         let app = App::build(config).await.expect("server builds");
         let seed = SeedArgs { patients: options.seed_patients, user_password: PASSWORD.to_owned() };
         phr_server::seed::run(&app.state.db, &app.state.images, &seed).await.expect("seed");
-        Self::serve(app, pki, clock, db, images).await
+        Self::serve(app, Arc::new(pki), clock, Arc::new(db), Arc::new(images)).await
     }
 
-    async fn serve(app: App, pki: Pki, clock: Clock, db: TestDb, images: tempfile::TempDir) -> Self {
+    /// A second server instance on the same database, files, configuration, clock and PKI, on ports of its
+    /// own: what a second task behind the load balancer is.
+    pub async fn sibling(&self) -> Self {
+        let app = App::build(self.app.config.clone()).await.expect("sibling builds");
+        Self::serve(app, self.pki.clone(), self.clock.clone(), self._db.clone(), self._images.clone()).await
+    }
+
+    async fn serve(app: App, pki: Arc<Pki>, clock: Clock, db: Arc<TestDb>, images: Arc<tempfile::TempDir>) -> Self {
         let phr = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind phr");
         let ops = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind ops");
         let phr_addr = phr.local_addr().expect("addr");
