@@ -17,15 +17,16 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio::net::TcpListener;
 
-use crate::audit::AuditLog;
+use crate::audit::{Action, AuditLog};
 use crate::auth::Authenticator;
-use crate::burst::BurstLimiter;
+use crate::burst::ImageBudget;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::error::{ApiError, ErrorCode};
 use crate::export::{ExportService, WorkerPool};
 use crate::layer_key::{LayerKeyError, LayerSigner};
 use crate::metrics::Metrics;
+use crate::phr::RouteSpec;
 use crate::state::{AppState, Shared};
 use crate::storage::{BlobStore, StorageError};
 use crate::tls::TlsSetupError;
@@ -85,12 +86,13 @@ impl App {
             tracing::info!(version = migration.version, description = %migration.description, "migration applied");
         }
         let images = BlobStore::local(&config.image_store_dir)?;
-        let auth = Authenticator::new(db.clone()).map_err(|e| StartupError::Auth(e.to_string()))?;
-        let image_budget = BurstLimiter::new(config.image.burst_bytes, config.image.burst_window);
+        let metrics = Arc::<Metrics>::default();
+        let auth = Authenticator::new(db.clone(), &config.auth, config.clock.clone(), metrics.clone())
+            .map_err(|e| StartupError::Auth(e.to_string()))?;
+        let image_budget = ImageBudget::for_database(&db, config.image.burst_bytes, config.image.burst_window);
         let audit = AuditLog::new(db.clone(), config.clock.clone());
         let export = ExportService::new(&config.export).map_err(StartupError::ExportStorage)?;
-        let shared =
-            Shared { config, db, audit, auth, layer, images, image_budget, metrics: Metrics::default(), export };
+        let shared = Shared { config, db, audit, auth, layer, images, image_budget, metrics, export };
         Ok(Self { state: AppState::new(shared), tls })
     }
 
@@ -98,7 +100,7 @@ impl App {
     pub fn router(&self) -> Router {
         Router::new()
             .nest(paths::PHR_BASE, phr::routes())
-            .route(paths::SERVER_INFO, axum::routing::get(serverinfo::fetch))
+            .route(SERVER_INFO_ROUTE.path, axum::routing::get(serverinfo::fetch))
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(self.state.clone(), phr::guard::enforce))
             .layer(middleware::from_fn_with_state(self.state.clone(), observe))
@@ -119,7 +121,13 @@ impl App {
             }
         });
         let workers = WorkerPool::start(self.state.clone(), stop_rx.clone());
-        let grace = self.state.config.shutdown_grace;
+        let mut settings = crate::listener::Settings {
+            tls: self.tls.clone(),
+            limits: self.state.config.connections,
+            grace: self.state.config.shutdown_grace,
+            metrics: self.state.metrics.clone(),
+            on_refused: Arc::new(|_, _, _| {}),
+        };
         let router = self.router();
         let phr_stop = async move {
             shutdown.await;
@@ -127,14 +135,39 @@ impl App {
             let _ = stop_tx.send(true);
         };
         let audit_state = self.state.clone();
-        let on_refused: crate::tls::OnRefusedHead = Arc::new(move |peer, too_large, reason| {
+        settings.on_refused = Arc::new(move |peer, too_large, reason| {
             phr::guard::audit_refused_head(&audit_state, peer, too_large, reason)
         });
-        crate::tls::serve(listeners.phr, self.tls.clone(), router, phr_stop, grace, on_refused).await;
+        crate::listener::serve(listeners.phr, router, settings, phr_stop).await;
         let _ = ops_task.await;
         workers.stop().await;
         self.state.db.close().await;
     }
+}
+
+/// The server-information route, mounted beside the PHR routes (outside their base path, as in the original).
+const SERVER_INFO_ROUTE: RouteSpec = RouteSpec { method: "get", path: paths::SERVER_INFO, action: Action::ServerInfo };
+
+/// One line of the route map: what `phr-server routes` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedRoute {
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// Absolute path pattern, `{name}` for a segment parameter.
+    pub path: String,
+    /// The audit action every call of the route writes (a throttled or failed call may write a more specific
+    /// one, as the spec lists).
+    pub action: Action,
+}
+
+/// Every route of the PHR listener with its absolute path and audit action, in mounting order.
+pub fn route_map() -> Vec<MappedRoute> {
+    let mapped = |route: &RouteSpec, base: &str| MappedRoute {
+        method: route.method.to_ascii_uppercase(),
+        path: format!("{base}{}", route.path),
+        action: route.action,
+    };
+    phr::ROUTES.iter().map(|r| mapped(r, paths::PHR_BASE)).chain([mapped(&SERVER_INFO_ROUTE, "")]).collect()
 }
 
 /// Metrics for every request (the header limits and the audit of unrouted answers are `phr::guard`'s).

@@ -8,23 +8,39 @@
 //! verification is therefore remembered for a short while under an HMAC of the credential with a per-process
 //! random key, so the cache holds no password and a lookup reveals nothing about one. An unknown user is
 //! checked against a dummy hash so the response time does not tell which user-ids exist.
+//!
+//! Checks that do run are bounded twice: each passes the [`gate::VerifyGate`] (a fixed number at once, each
+//! in reused memory, a bounded queue, 503 beyond it), and a client certificate that keeps failing is refused
+//! by the [`throttle::FailureThrottle`] (429) before any check runs. Both answers carry `Retry-After`.
+
+pub mod gate;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
-use axum::http::{HeaderValue, header};
+use argon2::{Argon2, PasswordHasher};
+use axum::http::{HeaderValue, StatusCode, header};
 use base64::Engine as _;
 use sqlx::FromRow;
 
+use crate::clock::Clock;
+use crate::config::auth::AuthLimits;
 use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::{AuthRefusal, Metrics};
+use gate::{QueueFull, VerifyGate};
+use throttle::FailureThrottle;
 
 /// How long a verified credential is remembered.
 const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Upper bound on remembered credentials; the cache is cleared when it is reached.
 const CACHE_CAPACITY: usize = 4096;
+/// The `Retry-After` of a 503 for a full verification queue: a queue drains in well under a second.
+const QUEUE_FULL_RETRY_SECONDS: u64 = 1;
+/// Who the failure throttle counts when a call carries no client certificate (not on the PHR listener).
+const NO_CERTIFICATE: &str = "no-certificate";
 
 /// A decoded Basic credential. The password never leaves this module's checks.
 #[derive(Clone)]
@@ -66,6 +82,14 @@ pub struct Authenticator {
     in_flight: Mutex<HashMap<[u8; 32], Verification>>,
     /// Verified when the user does not exist, to keep timing uniform.
     dummy_hash: String,
+    /// Bounds the argon2 checks running and waiting.
+    gate: VerifyGate,
+    /// Failed checks per client certificate.
+    failures: FailureThrottle,
+    /// The failure window's time source.
+    clock: Clock,
+    /// Where refusals and checks are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -78,6 +102,29 @@ impl std::fmt::Debug for Authenticator {
 pub fn unauthenticated(message: &str) -> ApiError {
     ApiError::new(ErrorCode::Unauthenticated, message)
         .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"OpenDolphin\""))
+}
+
+/// `503 error.phr.throttled`: every argon2 slot is busy and the queue in front of them is full.
+fn queue_full() -> ApiError {
+    ApiError::new(
+        ErrorCode::Throttled,
+        format!("too many password checks in progress; retry after {QUEUE_FULL_RETRY_SECONDS} s"),
+    )
+    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+    .with_header(header::RETRY_AFTER, HeaderValue::from(QUEUE_FULL_RETRY_SECONDS))
+    .with_detail("authLimit", "verificationQueueFull")
+    .with_detail("retryAfterSeconds", QUEUE_FULL_RETRY_SECONDS)
+}
+
+/// `429 error.phr.throttled`: this client certificate has failed too many password checks lately.
+fn certificate_throttled(seconds: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::Throttled,
+        format!("too many failed password checks with this client certificate; retry after {seconds} s"),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+    .with_detail("authLimit", "certificateFailures")
+    .with_detail("retryAfterSeconds", seconds)
 }
 
 /// Decodes an `Authorization: Basic …` header.
@@ -117,7 +164,12 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
 }
 
 impl Authenticator {
-    pub fn new(db: Db) -> Result<Self, argon2::password_hash::Error> {
+    pub fn new(
+        db: Db,
+        limits: &AuthLimits,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, argon2::password_hash::Error> {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let cache_key = aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng)
             .map_err(|_| argon2::password_hash::Error::Crypto)?;
@@ -128,14 +180,34 @@ impl Authenticator {
             verified: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             dummy_hash,
+            gate: VerifyGate::new(limits.max_concurrent, limits.max_queued, metrics.clone()),
+            failures: FailureThrottle::new(limits.max_failures, limits.failure_window),
+            clock,
+            metrics,
         })
     }
 
-    /// Authenticates `credentials` for `facility_id` (the credential's own facility, else the header's).
-    pub async fn authenticate(&self, credentials: &Credentials, facility_id: &str) -> Result<Account, ApiError> {
+    /// The gate argon2 checks pass (its slots are what `phr_auth_verifications_in_flight` counts).
+    pub fn gate(&self) -> &VerifyGate {
+        &self.gate
+    }
+
+    /// Authenticates `credentials` for `facility_id` (the credential's own facility, else the header's),
+    /// presented over a connection with the client certificate whose SHA-256 is `client`.
+    pub async fn authenticate(
+        &self,
+        credentials: &Credentials,
+        facility_id: &str,
+        client: Option<&str>,
+    ) -> Result<Account, ApiError> {
         let cache_key = self.cache_key_for(facility_id, credentials);
         if let Some(account) = self.cached(&cache_key) {
             return Ok(account);
+        }
+        let client = client.unwrap_or(NO_CERTIFICATE);
+        if let Err(wait) = self.failures.check(client, self.clock.now()) {
+            self.metrics.auth_refused(AuthRefusal::CertificateThrottled);
+            return Err(certificate_throttled(wait.as_secs()));
         }
         let verification = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -148,7 +220,10 @@ impl Authenticator {
                 self.remember(cache_key, account.clone());
                 Ok(account)
             }
-            None => Err(unauthenticated("invalid user or password")),
+            None => {
+                self.failures.record_failure(client, self.clock.now());
+                Err(unauthenticated("invalid user or password"))
+            }
         }
     }
 
@@ -170,12 +245,16 @@ impl Authenticator {
             }
             None => (None, self.dummy_hash.clone()),
         };
+        let mut slot = self.gate.acquire().await.map_err(|QueueFull| {
+            self.metrics.auth_refused(AuthRefusal::QueueFull);
+            queue_full()
+        })?;
         let password = credentials.password.clone();
-        let matches = tokio::task::spawn_blocking(move || {
-            Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok()
-        })
-        .await
-        .map_err(ApiError::internal)?;
+        // The slot moves into the blocking task: it is released when the hash is done, even if the caller is gone.
+        let matches = tokio::task::spawn_blocking(move || slot.verify(password.as_bytes(), &hash))
+            .await
+            .map_err(ApiError::internal)?;
+        self.metrics.auth_verified(matches && account.is_some());
         Ok(account.filter(|_| matches))
     }
 

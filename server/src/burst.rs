@@ -9,8 +9,13 @@
 //!
 //! Memory stays bounded: grants falling within `window / MAX_ENTRIES_PER_WINDOW` of an entry's first grant
 //! are merged into it and counted from the latest of them (that only keeps bytes in the window a little
-//! longer, so the limiter can only get stricter, by at most that resolution), expired grants are dropped on every call, and clients whose log has emptied are
-//! swept out once per window.
+//! longer, so the limiter can only get stricter, by at most that resolution), expired grants are dropped on
+//! every call, and clients whose log has emptied are swept out once per window.
+//!
+//! [`ImageBudget`] is what the server holds: on PostgreSQL the log lives in the database and every instance
+//! shares it ([`shared`]); on SQLite (one process by nature) it is the in-process [`BurstLimiter`].
+
+pub mod shared;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -18,8 +23,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::db::Db;
+use shared::SharedBurstLimiter;
+
 /// Upper bound on the grants one client's log holds for a whole window (see the module docs).
-const MAX_ENTRIES_PER_WINDOW: u32 = 1024;
+pub(crate) const MAX_ENTRIES_PER_WINDOW: u32 = 1024;
 
 /// One client's grants still inside the window, oldest first.
 #[derive(Debug, Default)]
@@ -44,6 +52,37 @@ struct Clients {
     logs: HashMap<String, ClientLog>,
     /// When idle clients were last swept out.
     last_sweep: Option<DateTime<Utc>>,
+}
+
+/// The image burst budget of this server: shared through PostgreSQL, or in this process on SQLite.
+#[derive(Debug)]
+pub enum ImageBudget {
+    InProcess(BurstLimiter),
+    Shared(SharedBurstLimiter),
+}
+
+impl ImageBudget {
+    /// The budget store that fits `db`: the database itself when several instances may share it.
+    pub fn for_database(db: &Db, budget_bytes: u64, window: Duration) -> Self {
+        match db {
+            Db::Postgres(pool) => Self::Shared(SharedBurstLimiter::new(pool.clone(), budget_bytes, window)),
+            Db::Sqlite(_) => Self::InProcess(BurstLimiter::new(budget_bytes, window)),
+        }
+    }
+
+    /// Records `bytes` for `client` at `now` if the window allows it; otherwise `Err` with the wait (see
+    /// [`BurstLimiter::try_consume`]). The outer error is the database's, when the shared store cannot decide.
+    pub async fn try_consume(
+        &self,
+        client: &str,
+        bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Duration>, sqlx::Error> {
+        match self {
+            Self::InProcess(limiter) => Ok(limiter.try_consume(client, bytes, now)),
+            Self::Shared(limiter) => limiter.try_consume(client, bytes, now).await,
+        }
+    }
 }
 
 /// Bytes per client in any sliding window.
@@ -153,7 +192,7 @@ impl BurstLimiter {
 }
 
 /// Whole seconds, rounded up, at least one (the unit of `Retry-After`).
-fn round_up_to_seconds(wait: chrono::Duration) -> Duration {
+pub(crate) fn round_up_to_seconds(wait: chrono::Duration) -> Duration {
     let millis = wait.num_milliseconds().max(1);
     let seconds = u64::try_from(millis).unwrap_or(1).div_ceil(1000);
     Duration::from_secs(seconds.max(1))

@@ -8,6 +8,8 @@
 //! are in [`export`], the shared error in [`error`]; this module depends on nothing but the clock, so every
 //! subsystem can read its settings from here.
 
+pub mod auth;
+pub mod connections;
 pub mod error;
 pub mod export;
 
@@ -19,6 +21,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::clock::Clock;
+use auth::{AuthArgs, AuthLimits};
+use connections::{ConnectionArgs, ConnectionLimits};
 pub use error::ConfigError;
 use export::{ExportArgs, ExportConfig};
 
@@ -73,6 +77,12 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub export: ExportArgs,
+
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     /// Seconds in-flight requests get to finish after SIGTERM or ctrl-c.
     #[arg(long, env = "PHR_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
@@ -160,6 +170,10 @@ pub struct Config {
     pub image_store_dir: PathBuf,
     pub server_info: ServerInfoArgs,
     pub shutdown_grace: Duration,
+    /// The PHR listener's connection cap, timeouts and HTTP/2 stream limit.
+    pub connections: ConnectionLimits,
+    /// How many password checks run and wait at once, and the per-certificate failure throttle.
+    pub auth: AuthLimits,
     /// Phase F: artifact storage, signed URLs, worker pool.
     pub export: ExportConfig,
     /// The time source; tests inject a manual clock.
@@ -178,6 +192,8 @@ impl Config {
             image_store_dir: image_store_dir.into(),
             server_info: ServerInfoArgs::default(),
             shutdown_grace: Duration::from_secs(30),
+            connections: ConnectionLimits::default(),
+            auth: AuthLimits::default(),
             export: ExportConfig::default(),
             clock: Clock::System,
         }
@@ -216,6 +232,8 @@ impl ServeArgs {
             image_store_dir: self.image_store_dir.clone(),
             server_info: self.server_info.clone(),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            connections: self.connections.validate()?,
+            auth: self.auth.validate()?,
             export: self.export.validate()?,
             clock: Clock::System,
         })

@@ -4,8 +4,9 @@
 //! Queries are runtime SQL written once with `$N` placeholders, which both drivers accept; the
 //! [`with_pool!`] macro expands a query expression once per backend so each arm is type-checked against its
 //! own driver. Where the dialects really differ (row locking, advisory locks) the caller matches on [`Db`]
-//! itself. Migrations are embedded per backend and applied at start-up; `migrate --dry-run` applies the
-//! pending ones inside a transaction and rolls back, the BEGIN…ROLLBACK routine of the operations logs.
+//! itself. Migrations are embedded per backend and applied at start-up; `migrate --dry-run` ([`dry_run`])
+//! applies the pending ones inside a transaction and rolls back, the BEGIN…ROLLBACK routine of the operations
+//! logs, leaving nothing behind.
 //!
 //! PostgreSQL URLs take libpq's TLS settings (`sslmode=disable|prefer|require|verify-ca|verify-full`,
 //! `sslrootcert=<PEM file>`, else `PGSSLMODE` / `PGSSLROOTCERT`), as production databases such as RDS with
@@ -16,7 +17,6 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Acquire;
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -43,6 +43,8 @@ macro_rules! with_pool {
         }
     };
 }
+
+pub mod dry_run;
 
 /// Why the database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
@@ -143,25 +145,6 @@ impl Db {
     pub async fn migrate(&self) -> Result<Vec<AppliedMigration>, DbError> {
         let pending = self.pending_migrations().await?;
         with_pool!(self, |pool| self.migrator().run(pool).await)?;
-        Ok(pending)
-    }
-
-    /// Applies the pending migrations inside one transaction, then rolls it back.
-    ///
-    /// Both PostgreSQL and SQLite have transactional DDL, so the dry run exercises exactly the statements the
-    /// real run would, and leaves nothing behind.
-    pub async fn migrate_dry_run(&self) -> Result<Vec<AppliedMigration>, DbError> {
-        let pending = self.pending_migrations().await?;
-        let migrator = self.migrator();
-        with_pool!(self, |pool| {
-            let mut conn = pool.acquire().await?;
-            let mut tx = conn.begin().await?;
-            for migration in migrator.iter().filter(|m| pending.iter().any(|p| p.version == m.version)) {
-                sqlx::raw_sql(migration.sql.as_ref()).execute(&mut *tx).await?;
-            }
-            tx.rollback().await?;
-            Ok::<_, DbError>(())
-        })?;
         Ok(pending)
     }
 

@@ -19,6 +19,7 @@ pub mod dbtx;
 pub mod error;
 pub mod export;
 pub mod layer_key;
+pub mod listener;
 pub mod metrics;
 pub mod ops;
 pub mod paths;
@@ -30,7 +31,7 @@ pub mod state;
 pub mod storage;
 pub mod tls;
 
-pub use app::{App, Listeners, StartupError, install_crypto_provider};
+pub use app::{App, Listeners, MappedRoute, StartupError, install_crypto_provider, route_map};
 pub use clock::Clock;
 pub use config::{Config, ImagePolicy, TlsMaterial};
 pub use db::Db;

@@ -36,7 +36,8 @@ struct Cli {
 enum Command {
     /// Serve the PHR API (HTTPS, client certificate required) and the ops endpoints.
     Serve(Box<ServeArgs>),
-    /// Apply pending migrations; with --dry-run apply them inside a transaction and roll back.
+    /// Apply pending migrations; with --dry-run apply them inside a transaction and roll back, leaving nothing
+    /// (no table, and no SQLite file where there was none).
     Migrate {
         /// Apply inside a transaction, print what was done, then roll back.
         #[arg(long)]
@@ -55,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the route map of the PHR listener: method, path, audit action (one line each).
+    Routes,
     /// Check the secrets the server would need; prints one line per item, never a secret value.
     CheckSecrets(Box<CheckSecretsArgs>),
 }
@@ -103,17 +106,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.serve(listeners, shutdown_signal()).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate { dry_run } => {
+        Command::Migrate { dry_run: true } => {
+            let run = phr_server::db::dry_run::migrate_dry_run(&cli.database_url).await?;
+            println!("BEGIN");
+            if let Some(note) = &run.note {
+                println!("-- {note}");
+            }
+            if run.applied.is_empty() {
+                println!("-- no pending migrations ({})", run.backend);
+            }
+            for m in &run.applied {
+                println!("would apply (rolled back): {} {}", m.version, m.description);
+            }
+            println!("ROLLBACK");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { dry_run: false } => {
             let db = Db::connect(&cli.database_url).await?;
-            let applied = if dry_run { db.migrate_dry_run().await? } else { db.migrate().await? };
-            let verb = if dry_run { "would apply (rolled back)" } else { "applied" };
+            let applied = db.migrate().await?;
             if applied.is_empty() {
                 println!("no pending migrations ({})", db.backend());
             }
             for m in &applied {
-                println!("{verb}: {} {}", m.version, m.description);
+                println!("applied: {} {}", m.version, m.description);
             }
-            println!("{}", if dry_run { "ROLLBACK" } else { "COMMIT" });
+            println!("COMMIT");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Routes => {
+            let routes = phr_server::route_map();
+            let width = routes.iter().map(|r| r.path.len()).max().unwrap_or(0);
+            for route in &routes {
+                println!("{:<7} {:<width$}  {}", route.method, route.path, route.action.as_str());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Seed { args, image_store_dir } => {

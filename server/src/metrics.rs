@@ -1,5 +1,6 @@
 //! Prometheus metrics for `/metrics`: requests by route and status, a latency histogram, audit writes,
-//! throttle decisions and export jobs by state.
+//! throttle decisions, export jobs by state, and the PHR listener's connections (open, refused over the cap,
+//! closed by a limit).
 //!
 //! The set is small and fixed, so it is kept in a few mutex-guarded maps and rendered in the text
 //! exposition format by hand rather than pulling in a metrics framework. Each update takes one short,
@@ -7,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::audit::Outcome;
@@ -31,6 +33,68 @@ pub struct Metrics {
     audit_writes: Mutex<BTreeMap<&'static str, u64>>,
     throttle: Mutex<BTreeMap<&'static str, u64>>,
     export_jobs: Mutex<BTreeMap<String, i64>>,
+    /// PHR connections open now (TLS handshakes included).
+    connections_open: AtomicI64,
+    /// Connections closed at once because `PHR_MAX_CONNECTIONS` were open.
+    connections_refused: AtomicU64,
+    /// Connections the server closed, by the limit that closed them.
+    connections_closed: Mutex<BTreeMap<&'static str, u64>>,
+    /// argon2 verifications holding a slot now.
+    auth_in_flight: AtomicI64,
+    /// The most that ever held a slot at once since start (never above `PHR_AUTH_MAX_CONCURRENT`).
+    auth_in_flight_peak: AtomicI64,
+    /// Verifications waiting for a slot now.
+    auth_waiting: AtomicI64,
+    /// Finished verifications by result, and calls refused before one by reason.
+    auth_results: Mutex<BTreeMap<&'static str, u64>>,
+    auth_refusals: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Why a call needing a password check was refused before the check ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// Every slot was busy and `PHR_AUTH_MAX_QUEUED` were already waiting (503).
+    QueueFull,
+    /// The client certificate used up `PHR_AUTH_MAX_FAILURES` (429).
+    CertificateThrottled,
+}
+
+/// Why the server closed a PHR connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionClose {
+    /// The TLS handshake failed (no, foreign or expired certificate, bad protocol).
+    HandshakeFailed,
+    /// The TLS handshake did not finish within `PHR_TLS_HANDSHAKE_TIMEOUT_SECONDS`.
+    HandshakeTimeout,
+    /// A request's headers did not arrive within `PHR_HEADER_READ_TIMEOUT_SECONDS` (hyper's HTTP/1.1 timer),
+    /// or no request started that long after the handshake (the accept loop's, for either protocol).
+    HeaderTimeout,
+    /// Nothing in flight for `PHR_IDLE_TIMEOUT_SECONDS`.
+    Idle,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl ConnectionClose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HandshakeFailed => "handshake_failed",
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::HeaderTimeout => "header_timeout",
+            Self::Idle => "idle",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Counts one open connection in the gauge until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<Metrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -69,6 +133,52 @@ impl Metrics {
         let mut jobs = lock(&self.export_jobs);
         jobs.clear();
         jobs.extend(counts);
+    }
+
+    /// A connection was accepted under the cap; it counts as open until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.clone())
+    }
+
+    /// A connection was closed at once because the cap was reached.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The server closed a connection because of `reason`.
+    pub fn connection_closed(&self, reason: ConnectionClose) {
+        *lock(&self.connections_closed).entry(reason.as_str()).or_default() += 1;
+    }
+
+    /// An argon2 verification took a slot.
+    pub fn auth_verification_started(&self) {
+        let now = self.auth_in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.auth_in_flight_peak.fetch_max(now, Ordering::AcqRel);
+    }
+
+    /// An argon2 verification gave its slot back.
+    pub fn auth_verification_finished(&self) {
+        self.auth_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// `delta` callers joined (+1) or left (-1) the queue for a slot.
+    pub fn auth_waiting(&self, delta: i64) {
+        self.auth_waiting.fetch_add(delta, Ordering::AcqRel);
+    }
+
+    /// A verification finished: the credential matched an account, or not.
+    pub fn auth_verified(&self, matched: bool) {
+        *lock(&self.auth_results).entry(if matched { "match" } else { "mismatch" }).or_default() += 1;
+    }
+
+    /// A call was refused before its password check.
+    pub fn auth_refused(&self, reason: AuthRefusal) {
+        let reason = match reason {
+            AuthRefusal::QueueFull => "queue_full",
+            AuthRefusal::CertificateThrottled => "certificate_throttled",
+        };
+        *lock(&self.auth_refusals).entry(reason).or_default() += 1;
     }
 
     /// The text exposition format.
@@ -116,7 +226,58 @@ impl Metrics {
         for (state, count) in lock(&self.export_jobs).iter() {
             let _ = writeln!(out, "phr_export_jobs{{state=\"{}\"}} {count}", escape(state));
         }
+        self.render_connections(&mut out);
+        self.render_auth(&mut out);
         out
+    }
+
+    fn render_auth(&self, out: &mut String) {
+        for (name, help, value) in [
+            ("phr_auth_verifications_in_flight", "argon2 password checks running now.", &self.auth_in_flight),
+            (
+                "phr_auth_verifications_in_flight_peak",
+                "Most argon2 checks ever running at once.",
+                &self.auth_in_flight_peak,
+            ),
+            ("phr_auth_verifications_waiting", "Password checks waiting for a slot.", &self.auth_waiting),
+        ] {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", value.load(Ordering::Acquire));
+        }
+        render_counter(
+            out,
+            "phr_auth_verifications_total",
+            "argon2 password checks by result.",
+            "result",
+            &self.auth_results,
+        );
+        render_counter(
+            out,
+            "phr_auth_refused_total",
+            "Calls refused before their password check, by reason.",
+            "reason",
+            &self.auth_refusals,
+        );
+    }
+
+    fn render_connections(&self, out: &mut String) {
+        let open = self.connections_open.load(Ordering::Relaxed);
+        let refused = self.connections_refused.load(Ordering::Relaxed);
+        let _ =
+            writeln!(out, "# HELP phr_connections_open PHR connections open now.\n# TYPE phr_connections_open gauge");
+        let _ = writeln!(out, "phr_connections_open {open}");
+        let _ = writeln!(
+            out,
+            "# HELP phr_connections_refused_total PHR connections closed at once because PHR_MAX_CONNECTIONS were \
+             open.\n# TYPE phr_connections_refused_total counter\nphr_connections_refused_total {refused}"
+        );
+        render_counter(
+            out,
+            "phr_connections_closed_total",
+            "PHR connections the server closed, by reason.",
+            "reason",
+            &self.connections_closed,
+        );
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
-use crate::burst::BurstLimiter;
+use crate::burst::ImageBudget;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::export::ExportConfig;
@@ -46,10 +46,10 @@ pub struct Shared {
     pub layer: Option<LayerSigner>,
     /// PHR-07 image blobs.
     pub images: BlobStore,
-    /// PHR-07 bytes per client in the sliding window.
-    pub image_budget: BurstLimiter,
+    /// PHR-07 bytes per client in the sliding window (in the database on PostgreSQL, shared by instances).
+    pub image_budget: ImageBudget,
     /// What `/metrics` renders.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Phase F: artifact storage and the worker wake-up (settings in `config.export`).
     pub export: ExportService,
 }

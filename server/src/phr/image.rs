@@ -80,7 +80,7 @@ async fn newest_image(app: &AppState, caller: Caller, patient_id: String) -> Res
         return Err(too_large(&patient_id, blob.size, max_bytes));
     }
 
-    let decision = app.image_budget.try_consume(&burst_client(&caller), blob.size, app.config.clock.now());
+    let decision = app.image_budget.try_consume(&burst_client(&caller), blob.size, app.config.clock.now()).await?;
     app.metrics.throttle_decision(decision.is_ok());
     if let Err(wait) = decision {
         let seconds = wait.as_secs();

@@ -111,7 +111,8 @@ async fn authenticate(app: &AppState, meta: &RequestMeta, mode: AuthMode) -> Res
         .ok_or_else(|| ApiError::new(ErrorCode::MissingFacilityId, "X-Facility-Id header is required"))?;
     let credentials = parse_basic(meta.headers.get(header::AUTHORIZATION))?;
     let facility = credentials.facility_id.clone().unwrap_or_else(|| facility_header.clone());
-    let account = app.auth.authenticate(&credentials, &facility).await?;
+    let client = meta.client_cert().map(|cert| cert.sha256.as_str());
+    let account = app.auth.authenticate(&credentials, &facility, client).await?;
     let caller = Caller {
         facility_id: account.facility_id,
         user_id: account.user_id,

@@ -7,14 +7,14 @@
 //! Cargo builds for every integration-test target. Run one group with `cargo test -p phr-server --test it
 //! export_`.
 
-mod support;
-
 mod audit;
 mod audit_atomic;
 mod audit_secrets;
 mod audit_tamper;
+mod auth_limits;
 mod check_secrets;
 mod common_rules;
+mod connections;
 mod every_answer;
 mod export_interrupted;
 mod export_large;
@@ -25,10 +25,12 @@ mod head_requests;
 mod image;
 mod layer_id;
 mod migrate;
+mod multi_instance;
 mod ops;
 mod pg_tls;
 mod phr_container;
 mod phr_keys_text;
 mod seed;
 mod serverinfo;
+mod support;
 mod tls;

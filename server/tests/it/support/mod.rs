@@ -128,6 +128,12 @@ pub struct Options {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Phase F settings; filesystem storage at the default base is moved into the test's temporary folder.
     pub export: phr_server::export::ExportConfig,
+    /// The PHR listener's connection cap, timeouts and HTTP/2 stream limit.
+    pub connections: phr_server::config::connections::ConnectionLimits,
+    /// How long in-flight requests may run on after shutdown begins.
+    pub shutdown_grace: std::time::Duration,
+    /// Password checks at once, queued, and the per-certificate failure throttle.
+    pub auth: phr_server::config::auth::AuthLimits,
 }
 
 impl Default for Options {
@@ -139,6 +145,9 @@ impl Default for Options {
             clock_start: Utc.with_ymd_and_hms(2025, 11, 19, 1, 30, 0).single().expect("valid date"),
             trusted_proxies: Vec::new(),
             export: phr_server::export::ExportConfig::default(),
+            connections: phr_server::config::connections::ConnectionLimits::default(),
+            shutdown_grace: std::time::Duration::from_secs(5),
+            auth: phr_server::config::auth::AuthLimits::default(),
         }
     }
 }
@@ -185,12 +194,13 @@ pub struct TestServer {
     pub ops_base: String,
     pub app: AppState,
     pub clock: Clock,
-    pub pki: Pki,
+    pub pki: Arc<Pki>,
     pub backend: Backend,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _images: tempfile::TempDir,
-    _db: TestDb,
+    /// Shared with sibling instances ([`TestServer::sibling`]); removed when the last one goes.
+    _images: Arc<tempfile::TempDir>,
+    _db: Arc<TestDb>,
 }
 
 impl TestServer {
@@ -212,7 +222,9 @@ impl TestServer {
         config.clock = clock.clone();
         config.image = options.image;
         config.trusted_proxies = options.trusted_proxies.clone();
-        config.shutdown_grace = std::time::Duration::from_secs(5);
+        config.shutdown_grace = options.shutdown_grace;
+        config.connections = options.connections;
+        config.auth = options.auth;
         config.export = options.export.clone();
         if let phr_server::export::StorageSettings::Filesystem { base } = &mut config.export.storage
             && base.as_path() == std::path::Path::new(phr_server::config::export::DEFAULT_FS_BASE)
@@ -227,10 +239,17 @@ impl TestServer {
         let app = App::build(config).await.expect("server builds");
         let seed = SeedArgs { patients: options.seed_patients, user_password: PASSWORD.to_owned() };
         phr_server::seed::run(&app.state.db, &app.state.images, &seed).await.expect("seed");
-        Self::serve(app, pki, clock, db, images).await
+        Self::serve(app, Arc::new(pki), clock, Arc::new(db), Arc::new(images)).await
     }
 
-    async fn serve(app: App, pki: Pki, clock: Clock, db: TestDb, images: tempfile::TempDir) -> Self {
+    /// A second server instance on the same database, files, configuration, clock and PKI, on ports of its
+    /// own: what a second task behind the load balancer is.
+    pub async fn sibling(&self) -> Self {
+        let app = App::build(self.app.config.clone()).await.expect("sibling builds");
+        Self::serve(app, self.pki.clone(), self.clock.clone(), self._db.clone(), self._images.clone()).await
+    }
+
+    async fn serve(app: App, pki: Arc<Pki>, clock: Clock, db: Arc<TestDb>, images: Arc<tempfile::TempDir>) -> Self {
         let phr = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind phr");
         let ops = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind ops");
         let phr_addr = phr.local_addr().expect("addr");
@@ -345,6 +364,23 @@ impl TestServer {
                 .collect()
         });
         rows
+    }
+
+    /// The ops listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.ops_base)).await.expect("metrics").text().await.expect("metrics text")
+    }
+
+    /// Waits until `/metrics` has a line starting with `line` (series and value), for events the server counts
+    /// just after the client has seen their effect. Panics after a generous bound instead of hanging.
+    pub async fn wait_for_metric(&self, line: &str) {
+        for _ in 0..3000 {
+            if self.metrics().await.lines().any(|l| l.starts_with(line)) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("/metrics never showed {line:?}:\n{}", self.metrics().await);
     }
 
     /// Number of rows in `d_audit_event`.
