@@ -237,6 +237,7 @@ pub async fn parity(global: &GlobalArgs, args: &ParityArgs) -> Result<Verdict, C
         templates_dir: global.templates_dir.as_deref(),
         jobs: usize::from(args.jobs),
         settings: &settings,
+        date: global.tz.today(),
     };
     let (dir, report) = crate::run::parity::run(&request, &views(global)?).await?;
     let text = std::fs::read_to_string(dir.join(crate::evidence::EvidenceLayout::PARITY_MD)).unwrap_or_default();

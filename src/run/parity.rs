@@ -7,8 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
-
 use crate::compare::parity::{ParityReport, ParitySettings, Side, compare, side_dir};
 use crate::evidence::runid::RunId;
 use crate::evidence::{self, EvidenceError, EvidenceLayout, RunFolder};
@@ -58,6 +56,8 @@ pub struct ParityRequest<'a> {
     /// Concurrency inside a phase.
     pub jobs: usize,
     /// What to compare.
+    /// Today in the operator's zone (`--tz`): the date of the parity RUN_ID, as for `connrun new`.
+    pub date: chrono::NaiveDate,
     pub settings: &'a ParitySettings,
 }
 
@@ -77,7 +77,7 @@ fn folder_name(name: &str) -> Result<&str, ParityError> {
 pub async fn run(request: &ParityRequest<'_>, views: &Views) -> Result<(PathBuf, ParityReport), ParityError> {
     let template = request.template;
     let label = format!("{}Parity", template.label);
-    let today = Utc::now().date_naive();
+    let today = request.date;
     let provisional = RunId::label(today, &label, 1)?;
     let mut prepared = Vec::new();
     for target in request.targets {

@@ -31,6 +31,8 @@ fn parity_run(artifacts: &Path, targets: &Path) -> PathBuf {
         "--run-templates",
         templates.to_str().expect("utf-8"),
         "--json",
+        "--tz",
+        "Etc/GMT-14",
         "parity",
         "--target",
         "left",
@@ -54,6 +56,10 @@ async fn every_routine_command_works_on_a_parity_run_or_refuses_it_with_a_senten
     let parity = tokio::task::block_in_place(|| parity_run(artifacts.path(), &targets));
     environment.stop().await;
     let id = parity.file_name().expect("name").to_string_lossy().into_owned();
+    // The parity RUN_ID is dated in the operator's zone (`--tz`, here UTC+14), like `connrun new`.
+    let zone: chrono_tz::Tz = "Etc/GMT-14".parse().expect("zone");
+    let today = chrono::Utc::now().with_timezone(&zone).format("%Y%m%d").to_string();
+    assert!(id.starts_with(&today), "{id} is not dated {today} (UTC+14)");
     let (left, right) = (format!("{id}/left"), format!("{id}/right"));
     let archive = artifacts.path().join("parity.tar.gz");
     let archive_arg = archive.to_str().expect("utf-8");
