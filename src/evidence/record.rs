@@ -161,6 +161,28 @@ pub struct CertFacts {
     pub sha256: String,
     /// Whole days until `not_after` (negative once expired).
     pub days_left: i64,
+    /// Public key type and size, e.g. `RSA 2048` or `EC 256`, so `diff` can tell a weaker replacement.
+    /// Absent in runs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeyFacts>,
+    /// Signature algorithm's short name, e.g. `sha256WithRSAEncryption` (dotted OID when unnamed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_algorithm: Option<String>,
+}
+
+/// A certificate's public key: its type and size in bits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFacts {
+    /// `RSA`, `EC`, `DSA` or `other`.
+    pub kind: String,
+    /// Key size in bits (the modulus for RSA, the field for EC).
+    pub bits: u32,
+}
+
+impl std::fmt::Display for KeyFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.bits)
+    }
 }
 
 /// One preflight check's result.

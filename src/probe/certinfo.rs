@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::evidence::CertFacts;
+use crate::evidence::record::KeyFacts;
 
 /// Why a certificate could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +34,30 @@ pub fn cert_facts_at(der: &[u8], now: DateTime<Utc>) -> Result<CertFacts, CertIn
         not_after,
         sha256: sha256_fingerprint(der),
         days_left: (not_after - now).num_days(),
+        key: key_facts(&cert),
+        signature_algorithm: Some(signature_name(&cert)),
     })
+}
+
+/// The public key's type and size, when x509-parser can read it.
+fn key_facts(cert: &X509Certificate<'_>) -> Option<KeyFacts> {
+    use x509_parser::public_key::PublicKey;
+    let key = cert.public_key().parsed().ok()?;
+    let kind = match &key {
+        PublicKey::RSA(_) => "RSA",
+        PublicKey::EC(_) => "EC",
+        PublicKey::DSA(_) => "DSA",
+        _ => "other",
+    };
+    let bits = u32::try_from(key.key_size()).ok().filter(|bits| *bits > 0)?;
+    Some(KeyFacts { kind: kind.to_owned(), bits })
+}
+
+/// The signature algorithm's short name, or its dotted OID.
+fn signature_name(cert: &X509Certificate<'_>) -> String {
+    let oid = &cert.signature_algorithm.algorithm;
+    x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+        .map_or_else(|_| oid.to_id_string(), str::to_owned)
 }
 
 /// SHA-256 of `der` as colon-separated upper-case hex (`AB:CD:...`), like OpenSSL prints fingerprints.
@@ -66,6 +90,10 @@ mod tests {
         assert_eq!(facts.sha256.len(), 32 * 3 - 1);
         assert_eq!(facts.sha256, sha256_fingerprint(leaf.leaf()));
         assert!(!facts.serial.is_empty() && facts.serial.chars().all(|c| c.is_ascii_hexdigit()));
+        let key = facts.key.expect("the key is recorded");
+        assert!(key.bits >= 256 && ["EC", "RSA"].contains(&key.kind.as_str()), "{key}");
+        let signature = facts.signature_algorithm.expect("the signature algorithm is recorded");
+        assert!(signature.to_ascii_lowercase().contains("sha256"), "{signature}");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! A certificate close to its end is a finding of the run itself (and of preflight); `diff` says what moved
 //! since the earlier run. So the same certificate with fewer days left is no change, crossing
 //! `--cert-min-days` is a regression (crossing back after a renewal an improvement), and a new fingerprint is
-//! always reported: neutral, unless the replacement ends before the certificate it replaced did (a
-//! shorter-lived one), which is a regression. Key size and signature algorithm are not recorded in
-//! `status.json` ([`crate::evidence::CertFacts`]), so the end of validity is the one strength fact compared.
+//! always reported: neutral, unless the replacement is weaker (a smaller key of the same type, or a SHA-1 or
+//! MD5 signature where the old one had neither) or ends before the certificate it replaced did (a
+//! shorter-lived one): then it is a regression. Runs written before key and signature were recorded compare
+//! on the end of validity alone.
 
 use std::collections::BTreeSet;
 
@@ -25,6 +26,25 @@ struct Leaf<'a> {
     not_after: DateTime<Utc>,
     /// Whole days left when the run saw it: what the threshold is applied to.
     days_left: i64,
+    /// Key type and size, when recorded.
+    key: Option<&'a crate::evidence::record::KeyFacts>,
+    /// Signature algorithm, when recorded.
+    signature: Option<&'a str>,
+}
+
+/// Why `new` is weaker than `old`, if it is: a smaller key of the same type, or a broken signature hash.
+fn weaker(old: &Leaf<'_>, new: &Leaf<'_>) -> Option<String> {
+    if let (Some(o), Some(n)) = (old.key, new.key)
+        && o.kind == n.kind
+        && n.bits < o.bits
+    {
+        return Some(format!("a smaller key ({o} → {n})"));
+    }
+    let broken = |s: Option<&str>| {
+        s.is_some_and(|s| s.to_ascii_lowercase().contains("sha1") || s.to_ascii_lowercase().contains("md5"))
+    };
+    (broken(new.signature) && !broken(old.signature) && old.signature.is_some())
+        .then(|| format!("a weaker signature ({} → {})", old.signature.unwrap_or("-"), new.signature.unwrap_or("-")))
 }
 
 /// The distinct leaf certificates a run saw, in the order first seen.
@@ -37,6 +57,8 @@ fn leaves(s: &RunStatus) -> Vec<Leaf<'_>> {
                 subject: &leaf.subject,
                 not_after: leaf.not_after,
                 days_left: leaf.days_left,
+                key: leaf.key.as_ref(),
+                signature: leaf.signature_algorithm.as_deref(),
             });
         }
     }
@@ -76,6 +98,16 @@ fn compare_fingerprints(la: &[Leaf<'_>], lb: &[Leaf<'_>], out: &mut Vec<Change>)
     }
     let gone: Vec<Leaf<'_>> = la.iter().filter(|l| !lb.iter().any(|n| n.sha256 == l.sha256)).copied().collect();
     let new: Vec<Leaf<'_>> = lb.iter().filter(|l| !la.iter().any(|o| o.sha256 == l.sha256)).copied().collect();
+    let weakened = gone.iter().flat_map(|o| new.iter().filter_map(move |n| weaker(o, n))).next();
+    if let Some(why) = weakened {
+        out.push(Change {
+            before: describe(la),
+            after: describe(lb),
+            note: format!("the server presents a weaker certificate: {why}"),
+            ..change(ChangeClass::Regression, None, "certificate", "certificate.fingerprint")
+        });
+        return;
+    }
     let (class, note) = match (earliest_end(&gone), earliest_end(&new)) {
         (Some(old), Some(replacement)) if replacement < old => (
             ChangeClass::Regression,
@@ -140,6 +172,8 @@ mod tests {
             not_after,
             sha256: sha.to_owned(),
             days_left,
+            key: Some(crate::evidence::record::KeyFacts { kind: "RSA".to_owned(), bits: 2048 }),
+            signature_algorithm: Some("sha256WithRSAEncryption".to_owned()),
         };
         for probe in &mut status.probes {
             probe.server_chain = vec![leaf.clone()];
@@ -192,5 +226,27 @@ mod tests {
         );
         assert!(changes[0].note.contains("1971-02-05 → 1970-10-28"), "{}", changes[0].note);
         assert_eq!(classes(&after, &before, 30), vec![("certificate.fingerprint".to_owned(), ChangeClass::Neutral)]);
+    }
+
+    #[test]
+    fn a_replacement_with_a_smaller_key_or_a_sha1_signature_is_a_regression() {
+        let before = with_leaf("AA", 300, 400);
+        let mut smaller = with_leaf("BB", 300, 400);
+        for probe in &mut smaller.probes {
+            probe.server_chain[0].key = Some(crate::evidence::record::KeyFacts { kind: "RSA".to_owned(), bits: 1024 });
+        }
+        let found = classes(&before, &smaller, 30);
+        assert!(found.contains(&("certificate.fingerprint".to_owned(), ChangeClass::Regression)), "{found:?}");
+
+        let mut sha1 = with_leaf("CC", 300, 400);
+        for probe in &mut sha1.probes {
+            probe.server_chain[0].signature_algorithm = Some("sha1WithRSAEncryption".to_owned());
+        }
+        let found = classes(&before, &sha1, 30);
+        assert!(found.contains(&("certificate.fingerprint".to_owned(), ChangeClass::Regression)), "{found:?}");
+
+        let same_strength = with_leaf("DD", 300, 400);
+        let found = classes(&before, &same_strength, 30);
+        assert!(found.contains(&("certificate.fingerprint".to_owned(), ChangeClass::Neutral)), "{found:?}");
     }
 }
