@@ -73,36 +73,8 @@ fn concern_graph() -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn connrun_folders_have_no_import_circle() {
-    let graph = concern_graph();
-    // Depth-first search for a back edge; the circle is named in the failure.
-    fn visit(
-        node: &str,
-        graph: &BTreeMap<String, BTreeSet<String>>,
-        path: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-    ) -> Option<Vec<String>> {
-        if let Some(at) = path.iter().position(|n| n == node) {
-            let mut circle = path[at..].to_vec();
-            circle.push(node.to_owned());
-            return Some(circle);
-        }
-        if done.contains(node) {
-            return None;
-        }
-        path.push(node.to_owned());
-        for next in graph.get(node).into_iter().flatten() {
-            if let Some(circle) = visit(next, graph, path, done) {
-                return Some(circle);
-            }
-        }
-        path.pop();
-        done.insert(node.to_owned());
-        None
-    }
-    let mut done = BTreeSet::new();
-    for node in graph.keys() {
-        let circle = visit(node, &graph, &mut Vec::new(), &mut done);
-        assert!(circle.is_none(), "import circle between connrun's folders: {}", circle.unwrap().join(" → "));
+    if let Some(circle) = first_circle(&concern_graph()) {
+        panic!("import circle between connrun's folders: {}", circle.join(" → "));
     }
 }
 
