@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{Checker, RawTarget, TargetError};
+use super::check::Checker;
+use super::{RawTarget, TargetError};
 use crate::evidence::limits::{
     self, BoundedReadError, MAX_HEADERS, MAX_NAME_CHARS, MAX_TARGETS, MAX_TIMEOUT_SECONDS, MAX_VALUE_BYTES,
     MAX_VARIABLES, MIN_TIMEOUT_SECONDS, TARGETS_FILE, too_many_bytes, too_many_chars,
