@@ -16,12 +16,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use bytes::Bytes;
-use chrono::NaiveDate;
 use futures::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
+
+mod validate;
 
 use super::pipeline;
 use super::reply::Reply;
@@ -29,33 +30,19 @@ use super::request::{AuthMode, Caller, RequestMeta, invalid_json, read_body};
 use crate::audit::{Action, AuditTx};
 use crate::config::export::normalise_public_base;
 use crate::error::{ApiError, ErrorCode};
-use crate::export::job::{self, ExportSpec, JobRow, JobState, NewJob};
+use crate::export::job::{self, JobRow, JobState, NewJob};
 use crate::export::signed_url::{self, IssueRequest, RedeemError};
 use crate::paths;
 use crate::state::AppState;
 use crate::storage::StorageError;
+use validate::{PhrExportRequest, validate};
 
 /// Largest `POST /export` body (room for the maximum number of patient ids).
 const MAX_EXPORT_BODY: usize = 4 * 1024 * 1024;
-/// Longest patient id accepted (the column width).
-const MAX_PATIENT_ID_CHARS: usize = 64;
 /// Patient ids checked per existence query at submission.
 const EXISTENCE_BATCH: usize = 200;
 /// Who issues the URLs, for `PHR_SIGNED_URL_ISSUED.signedUrlIssuer`.
 const SIGNED_URL_ISSUER: &str = "phr-server";
-
-/// `PhrExportRequest`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PhrExportRequest {
-    patient_ids: Option<Vec<String>>,
-    document_since: Option<String>,
-    lab_since: Option<String>,
-    /// An integer, or a string holding one (the legacy clients send either).
-    rp_request: Option<Value>,
-    reply_to: Option<String>,
-    format: Option<String>,
-}
 
 /// `PhrExportJobResponse`.
 #[derive(Debug, Serialize)]
@@ -379,64 +366,6 @@ async fn mint(app: &AppState, caller: &Caller, transport: &Transport, job: &JobR
 fn valid_host(host: &str) -> Option<&str> {
     let authority: axum::http::uri::Authority = host.parse().ok()?;
     (!authority.as_str().contains('@')).then_some(host)
-}
-
-/// The `invalidPayload` message for an `rpRequest` that is not an integer.
-const RP_REQUEST_NOT_INTEGER: &str = "rpRequest must be an integer";
-
-/// Checks the request's fields and turns them into the stored [`ExportSpec`]; the error is the
-/// `invalidPayload` message naming the field.
-fn validate(request: &PhrExportRequest, max_patients: usize) -> Result<ExportSpec, String> {
-    let ids = request.patient_ids.as_deref().unwrap_or_default();
-    if ids.is_empty() {
-        return Err("patientIds is required and must not be empty".to_owned());
-    }
-    if ids.len() > max_patients {
-        return Err(format!("patientIds has {} entries; at most {max_patients} are allowed", ids.len()));
-    }
-    let mut seen = std::collections::HashSet::with_capacity(ids.len());
-    let mut patient_ids = Vec::with_capacity(ids.len());
-    for (index, id) in ids.iter().enumerate() {
-        let id = id.trim();
-        if id.is_empty() || id.chars().count() > MAX_PATIENT_ID_CHARS || id.chars().any(char::is_control) {
-            return Err(format!(
-                "patientIds[{index}] must be 1..{MAX_PATIENT_ID_CHARS} characters without control characters"
-            ));
-        }
-        if seen.insert(id.to_owned()) {
-            patient_ids.push(id.to_owned());
-        }
-    }
-    let day = |field: &str, value: &Option<String>| -> Result<Option<String>, String> {
-        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(v) => NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                .map(|d| Some(d.format("%Y-%m-%d").to_string()))
-                .map_err(|_| format!("{field} must be yyyy-MM-dd, got {v:?}")),
-        }
-    };
-    let rp_request = match &request.rp_request {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(n.as_i64().ok_or_else(|| RP_REQUEST_NOT_INTEGER.to_owned())?),
-        Some(Value::String(s)) => Some(s.trim().parse().map_err(|_| RP_REQUEST_NOT_INTEGER.to_owned())?),
-        Some(_) => return Err(RP_REQUEST_NOT_INTEGER.to_owned()),
-    };
-    let reply_to = request.reply_to.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
-    if rp_request.is_some() != reply_to.is_some() {
-        return Err("rpRequest and replyTo must be given together".to_owned());
-    }
-    if let Some(format) = request.format.as_deref().map(str::trim).filter(|f| !f.is_empty())
-        && !format.eq_ignore_ascii_case("zip")
-    {
-        return Err(format!("format {format:?} is not supported (only \"zip\")"));
-    }
-    Ok(ExportSpec {
-        patient_ids,
-        document_since: day("documentSince", &request.document_since)?,
-        lab_since: day("labSince", &request.lab_since)?,
-        rp_request,
-        reply_to,
-    })
 }
 
 /// Every requested patient must exist in the caller's facility; otherwise 404 patientNotFound naming them.
