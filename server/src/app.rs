@@ -85,6 +85,9 @@ impl App {
         for migration in &applied {
             tracing::info!(version = migration.version, description = %migration.description, "migration applied");
         }
+        if let Some(warning) = db.privilege_report().await?.and_then(|r| r.warning()) {
+            tracing::warn!("{warning}");
+        }
         let images = BlobStore::local(&config.image_store_dir)?;
         let metrics = Arc::<Metrics>::default();
         let auth = Authenticator::new(db.clone(), &config.auth, config.clock.clone(), metrics.clone())

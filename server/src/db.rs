@@ -45,6 +45,7 @@ macro_rules! with_pool {
 }
 
 pub mod dry_run;
+pub mod privilege;
 
 /// Why the database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
@@ -141,21 +142,35 @@ impl Db {
         }
     }
 
-    /// Applies every pending embedded migration and commits.
+    /// Applies every pending embedded migration and commits. With nothing pending it only reads, so a serving
+    /// role without DDL privileges ([`privilege`]) starts on a migrated schema.
     pub async fn migrate(&self) -> Result<Vec<AppliedMigration>, DbError> {
         let pending = self.pending_migrations().await?;
-        with_pool!(self, |pool| self.migrator().run(pool).await)?;
+        if !pending.is_empty() {
+            with_pool!(self, |pool| self.migrator().run(pool).await)?;
+        }
         Ok(pending)
     }
 
-    /// Embedded migrations not yet recorded as applied.
+    /// Embedded migrations not yet recorded as applied; reads only (a missing bookkeeping table means every
+    /// migration is pending).
     pub async fn pending_migrations(&self) -> Result<Vec<AppliedMigration>, DbError> {
         let migrator = self.migrator();
-        let applied: Vec<i64> = with_pool!(self, |pool| {
-            let mut conn = pool.acquire().await?;
-            conn.ensure_migrations_table(&migrator.table_name).await?;
-            conn.list_applied_migrations(&migrator.table_name).await?.into_iter().map(|m| m.version).collect()
-        });
+        let exists_sql = match self {
+            Self::Postgres(_) => "SELECT to_regclass('_sqlx_migrations') IS NOT NULL",
+            Self::Sqlite(_) => {
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')"
+            }
+        };
+        let exists: bool = with_pool!(self, |pool| sqlx::query_scalar(exists_sql).fetch_one(pool).await)?;
+        let applied: Vec<i64> = if exists {
+            with_pool!(self, |pool| {
+                let mut conn = pool.acquire().await?;
+                conn.list_applied_migrations(&migrator.table_name).await?.into_iter().map(|m| m.version).collect()
+            })
+        } else {
+            Vec::new()
+        };
         Ok(migrator
             .iter()
             .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))

@@ -42,6 +42,10 @@ enum Command {
         /// Apply inside a transaction, print what was done, then roll back.
         #[arg(long)]
         dry_run: bool,
+        /// PostgreSQL: after migrating, give this existing role what `serve` needs and, on d_audit_event,
+        /// INSERT and SELECT only (least privilege: serve as that role, migrate as the owner).
+        #[arg(long, value_name = "ROLE", conflicts_with = "dry_run")]
+        app_role: Option<String>,
     },
     /// Fill the database with a deterministic synthetic data set.
     Seed {
@@ -106,7 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.serve(listeners, shutdown_signal()).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate { dry_run: true } => {
+        Command::Migrate { dry_run: true, .. } => {
             let run = phr_server::db::dry_run::migrate_dry_run(&cli.database_url).await?;
             println!("BEGIN");
             if let Some(note) = &run.note {
@@ -121,7 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("ROLLBACK");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate { dry_run: false } => {
+        Command::Migrate { dry_run: false, app_role } => {
             let db = Db::connect(&cli.database_url).await?;
             let applied = db.migrate().await?;
             if applied.is_empty() {
@@ -131,6 +135,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("applied: {} {}", m.version, m.description);
             }
             println!("COMMIT");
+            if let Some(role) = app_role {
+                db.grant_app_role(&role).await?;
+                println!("granted to {role}: data on the working tables; INSERT, SELECT only on d_audit_event");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Routes => {

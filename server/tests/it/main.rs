@@ -24,6 +24,7 @@ mod export_s3;
 mod head_requests;
 mod image;
 mod layer_id;
+mod least_privilege;
 mod migrate;
 mod multi_instance;
 mod ops;

@@ -67,6 +67,16 @@ impl Drop for TestDb {
     }
 }
 
+impl TestDb {
+    /// The same PostgreSQL database, connected to as `user` (created by the test; trust authentication), for a
+    /// server that serves as a role other than the owner. Dropping it still drops the database.
+    pub fn connect_as(mut self, user: &str) -> TestDb {
+        let options: sqlx::postgres::PgConnectOptions = self.url.parse().expect("PostgreSQL test URL");
+        self.url = sqlx::ConnectOptions::to_url_lossy(&options.username(user)).to_string();
+        self
+    }
+}
+
 /// A fresh SQLite database in a temporary folder.
 pub fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
