@@ -41,6 +41,7 @@ mod redacted;
 pub mod runid;
 pub mod status;
 pub mod text;
+pub mod wording;
 
 /// Name of the manifest file; written last.
 pub const MANIFEST_FILE: &str = EvidenceLayout::MANIFEST;

@@ -125,12 +125,14 @@ pub fn one_line(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
-/// Registers the escaping filters every Markdown document uses: `md` (table cells), `md_code` (inline code)
-/// and `oneline` (plain-text logs).
+/// Registers the filters every Markdown document uses: `md` (table cells), `md_code` (inline code),
+/// `oneline` (plain-text logs), and `class_ja` / `aspect_ja` (a diff's verdict and aspect in the logs' words).
 pub fn register_markdown_filters(tera: &mut Tera) {
     tera.register_filter("md", string_filter(escape_markdown));
     tera.register_filter("md_code", string_filter(markdown_code));
     tera.register_filter("oneline", string_filter(one_line));
+    tera.register_filter("class_ja", string_filter(|c| super::wording::change_class_ja(c).to_owned()));
+    tera.register_filter("aspect_ja", string_filter(super::wording::aspect_ja));
 }
 
 fn string_filter(f: fn(&str) -> String) -> impl tera::Filter {

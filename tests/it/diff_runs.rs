@@ -61,7 +61,9 @@ async fn a_404_and_a_missing_audit_action_are_regressions_and_the_reverse_is_an_
     assert!(of_class(&json, "improvement").is_empty(), "{}", text(&forward));
     let md = String::from_utf8_lossy(&markdown.stdout);
     assert!(
-        md.contains("| Phase-D | PHR-07 | status | HTTP 200 Ready | HTTP 404 Not Ready | regression | HTTP 404 is not a Ready status |"),
+        md.contains(
+            "| Phase-D | PHR-07 | ステータス | HTTP 200 Ready | HTTP 404 Not Ready | **退行** | HTTP 404（エンドポイントなし）は Ready ステータスではない |"
+        ),
         "{md}"
     );
     assert!(md.contains("**退行 4 件**"), "{md}");

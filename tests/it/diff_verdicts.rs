@@ -59,6 +59,29 @@ fn changes(output: &std::process::Output, aspect_prefix: &str) -> Vec<(String, S
         .collect()
 }
 
+/// English that must never reach a diff's Markdown: the verdict words, the aspects' machine names, and the
+/// notes' former English sentences.
+const ENGLISH_INTERNALS: &[&str] = &[
+    "regression",
+    "improvement",
+    "neutral",
+    "certificate.",
+    "audit.",
+    "the server",
+    "expected",
+    "audit pull failed",
+    "in this run",
+    "is not a Ready status",
+    "days left",
+];
+
+/// Asserts the Markdown of a diff is written in the logs' words.
+fn assert_japanese_only(markdown: &str) {
+    for english in ENGLISH_INTERNALS {
+        assert!(!markdown.contains(english), "{english:?} in the diff's Markdown:\n{markdown}");
+    }
+}
+
 fn owned(items: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
     items.iter().map(|(s, a, c)| (s.to_string(), a.to_string(), c.to_string())).collect()
 }
@@ -98,6 +121,12 @@ async fn an_unchanged_certificate_is_never_a_regression_and_a_new_one_is_reporte
         "{}",
         text(&renewed)
     );
+    // Assert: the Markdown says it in the logs' words.
+    let renewed_md = connrun(artifacts.path(), &[&["diff", b, c, "--cert-min-days", "36500"], NO_LATENCY].concat());
+    let renewed_md = String::from_utf8_lossy(&renewed_md.stdout);
+    assert!(renewed_md.contains("| 証明書フィンガープリント |"), "{renewed_md}");
+    assert!(renewed_md.contains("| 変化 | サーバ証明書が替わった |"), "{renewed_md}");
+    assert_japanese_only(&renewed_md);
 }
 
 /// phr-seq with PHR-06 sent a second time by a probe that declares no audit row, so Phase-C's
@@ -129,6 +158,7 @@ async fn an_extra_audit_row_is_a_regression_and_never_an_improvement() {
     // Act
     let forward = connrun(artifacts.path(), &[&["--json", "diff", exact, extra], NO_LATENCY].concat());
     let reverse = connrun(artifacts.path(), &[&["--json", "diff", extra, exact], NO_LATENCY].concat());
+    let forward_md = connrun(artifacts.path(), &[&["diff", exact, extra], NO_LATENCY].concat());
 
     // Assert: one row more than expected is a regression (exit 1), not an improvement.
     assert_eq!(forward.status.code(), Some(1), "{}", text(&forward));
@@ -138,6 +168,14 @@ async fn an_extra_audit_row_is_a_regression_and_never_an_improvement() {
         "{}",
         text(&forward)
     );
+    let md = String::from_utf8_lossy(&forward_md.stdout);
+    assert!(
+        md.contains(
+            "| 増分 1（期待 1） | 増分 2（期待 1） | **退行** | テンプレートの期待より 1 行多い（前回 0 行） |"
+        ),
+        "{md}"
+    );
+    assert_japanese_only(&md);
     // Assert: back to exactly as expected is the improvement.
     assert_eq!(reverse.status.code(), Some(0), "{}", text(&reverse));
     assert_eq!(
@@ -173,6 +211,7 @@ async fn a_pull_that_newly_fails_is_one_regression_and_no_audit_database_reads_a
         connrun(artifacts.path(), &[&args[..], NO_LATENCY].concat())
     };
     let newly_failed = diff(ids(&collected, &failed), true);
+    let newly_failed_md = diff(ids(&collected, &failed), false);
     let both_unconfigured = diff(ids(&none_1, &none_2), false);
 
     // Assert: collected → failed is one regression, the counts of a failed pull are not compared row by row.
@@ -183,6 +222,9 @@ async fn a_pull_that_newly_fails_is_one_regression_and_no_audit_database_reads_a
         "{}",
         text(&newly_failed)
     );
+    let failed_md = String::from_utf8_lossy(&newly_failed_md.stdout);
+    assert!(failed_md.contains("| 監査状態 | 採取済み | 採取失敗 | **退行** | 監査行の採取に失敗（"), "{failed_md}");
+    assert_japanese_only(&failed_md);
     // Assert: no audit on either side is shown as 未採取, not passed over as "no change".
     let md = String::from_utf8_lossy(&both_unconfigured.stdout);
     assert_eq!(both_unconfigured.status.code(), Some(0), "{}", text(&both_unconfigured));

@@ -44,15 +44,15 @@ pub(super) fn compare_state(a: &RunStatus, b: &RunStatus, out: &mut Vec<Change>)
     let (sa, sb) = (a.audit_state(), b.audit_state());
     let (class, note) = match (&sa, &sb) {
         (x, y) if x.key() == y.key() => return,
-        (_, AuditState::Failed { reason }) => (ChangeClass::Regression, format!("audit pull failed: {reason}")),
+        (_, AuditState::Failed { reason }) => (ChangeClass::Regression, format!("監査行の採取に失敗（{reason}）")),
         (AuditState::Failed { .. }, AuditState::Collected) => {
-            (ChangeClass::Improvement, "audit collected again".to_owned())
+            (ChangeClass::Improvement, "監査行を再び採取できた".to_owned())
         }
         (_, AuditState::NotConfigured) => {
-            (ChangeClass::Neutral, "no audit database configured: nothing collected, counts not compared".to_owned())
+            (ChangeClass::Neutral, "監査 DB が設定されていないため未採取（件数は比較していない）".to_owned())
         }
         (_, AuditState::Collected) => {
-            (ChangeClass::Neutral, "audit collected; the earlier run collected none to compare with".to_owned())
+            (ChangeClass::Neutral, "監査行を採取した（比較元の実行には比較できる件数がない）".to_owned())
         }
     };
     out.push(Change {
@@ -74,8 +74,8 @@ fn delta_text(count: Option<&AuditCount>) -> String {
     match count {
         None => "-".to_owned(),
         Some(c) => match c.delta {
-            Some(d) => format!("delta {d} (expected {})", c.expected),
-            None => format!("query failed (expected {})", c.expected),
+            Some(d) => format!("増分 {d}（期待 {}）", c.expected),
+            None => format!("集計失敗（期待 {}）", c.expected),
         },
     }
 }
@@ -105,25 +105,23 @@ fn absent_like(other: &AuditCount) -> AuditCount {
 /// The class and note of one count's move, or None when it did not move.
 fn judge(a: &AuditCount, b: &AuditCount) -> Option<(ChangeClass, String)> {
     let ((short_a, extra_a), (short_b, extra_b)) = (distance(a), distance(b));
-    let rows = |n: u64| if n == 1 { "1 row".to_owned() } else { format!("{n} rows") };
     if extra_b > extra_a {
-        let note = format!("{} more than the template expects (was {})", rows(extra_b), extra_a);
+        let note = format!("テンプレートの期待より {extra_b} 行多い（前回 {extra_a} 行）");
         return Some((ChangeClass::Regression, note));
     }
     if short_b > short_a {
         let note = match b.delta {
-            None => format!("not counted: {} expected, none confirmed", rows(b.expected)),
-            Some(_) => format!("{} fewer than the template expects (was {})", rows(short_b), short_a),
+            None => format!("集計できず: 期待 {} 行を 1 行も確認できていない", b.expected),
+            Some(_) => format!("テンプレートの期待より {short_b} 行少ない（前回 {short_a} 行）"),
         };
         return Some((ChangeClass::Regression, note));
     }
     if extra_b < extra_a || short_b < short_a {
-        let note =
-            format!("closer to the expectation: {} → {} beyond, {} → {} short", extra_a, extra_b, short_a, short_b);
+        let note = format!("期待に近づいた: 超過 {extra_a} → {extra_b} 行、不足 {short_a} → {short_b} 行");
         return Some((ChangeClass::Improvement, note));
     }
     (a.delta != b.delta || a.expected != b.expected)
-        .then(|| (ChangeClass::Neutral, "moved, and exactly as expected in both runs".to_owned()))
+        .then(|| (ChangeClass::Neutral, "件数は動いたが、両方の実行で期待どおり".to_owned()))
 }
 
 /// One phase's counts, matched by action and outcome (call only when both runs collected them).
@@ -144,8 +142,8 @@ pub(super) fn compare_audit(phase: &str, a: &[AuditCount], b: &[AuditCount], out
         };
         let Some((class, mut note)) = judge(&judged_a, &judged_b) else { continue };
         match (ca, cb) {
-            (Some(_), None) => note.push_str("; audit action no longer counted"),
-            (None, Some(_)) => note.push_str("; audit action new in this run"),
+            (Some(_), None) => note.push_str("; 今回は集計されていない監査アクション"),
+            (None, Some(_)) => note.push_str("; 今回から集計された監査アクション"),
             _ => {}
         }
         out.push(Change {

@@ -38,13 +38,14 @@ fn weaker(old: &Leaf<'_>, new: &Leaf<'_>) -> Option<String> {
         && o.kind == n.kind
         && n.bits < o.bits
     {
-        return Some(format!("a smaller key ({o} → {n})"));
+        return Some(format!("鍵長が短い（{o} → {n}）"));
     }
     let broken = |s: Option<&str>| {
         s.is_some_and(|s| s.to_ascii_lowercase().contains("sha1") || s.to_ascii_lowercase().contains("md5"))
     };
-    (broken(new.signature) && !broken(old.signature) && old.signature.is_some())
-        .then(|| format!("a weaker signature ({} → {})", old.signature.unwrap_or("-"), new.signature.unwrap_or("-")))
+    (broken(new.signature) && !broken(old.signature) && old.signature.is_some()).then(|| {
+        format!("署名アルゴリズムが弱い（{} → {}）", old.signature.unwrap_or("-"), new.signature.unwrap_or("-"))
+    })
 }
 
 /// The distinct leaf certificates a run saw, in the order first seen.
@@ -71,7 +72,7 @@ fn short_fingerprint(sha: &str) -> String {
 
 fn describe(leaves: &[Leaf<'_>]) -> String {
     let one = |l: &Leaf<'_>| {
-        format!("{} {} (until {})", l.subject, short_fingerprint(l.sha256), l.not_after.format("%Y-%m-%d"))
+        format!("{} {}（{} まで）", l.subject, short_fingerprint(l.sha256), l.not_after.format("%Y-%m-%d"))
     };
     leaves.iter().map(one).collect::<Vec<_>>().join(", ")
 }
@@ -103,7 +104,7 @@ fn compare_fingerprints(la: &[Leaf<'_>], lb: &[Leaf<'_>], out: &mut Vec<Change>)
         out.push(Change {
             before: describe(la),
             after: describe(lb),
-            note: format!("the server presents a weaker certificate: {why}"),
+            note: format!("サーバ証明書がより弱いものに替わった: {why}"),
             ..change(ChangeClass::Regression, None, "certificate", "certificate.fingerprint")
         });
         return;
@@ -112,12 +113,12 @@ fn compare_fingerprints(la: &[Leaf<'_>], lb: &[Leaf<'_>], out: &mut Vec<Change>)
         (Some(old), Some(replacement)) if replacement < old => (
             ChangeClass::Regression,
             format!(
-                "the server presents a different certificate that ends earlier ({} → {})",
+                "サーバ証明書が有効期限のより早いものに替わった（{} → {}）",
                 old.format("%Y-%m-%d"),
                 replacement.format("%Y-%m-%d")
             ),
         ),
-        _ => (ChangeClass::Neutral, "the server presents a different certificate".to_owned()),
+        _ => (ChangeClass::Neutral, "サーバ証明書が替わった".to_owned()),
     };
     out.push(Change {
         before: describe(la),
@@ -132,18 +133,18 @@ fn compare_expiry(la: &[Leaf<'_>], lb: &[Leaf<'_>], min_days: i64, out: &mut Vec
     let fewest = |l: &[Leaf<'_>]| l.iter().map(|l| l.days_left).min();
     let (class, note) = match (fewest(la), fewest(lb)) {
         (Some(before), Some(after)) if before >= min_days && after < min_days => {
-            (ChangeClass::Regression, format!("server certificate now expires in fewer than {min_days} days"))
+            (ChangeClass::Regression, format!("サーバ証明書の残り日数が {min_days} 日を切った"))
         }
         (Some(before), Some(after)) if before < min_days && after >= min_days => {
-            (ChangeClass::Improvement, format!("server certificate has {min_days} days or more left again"))
+            (ChangeClass::Improvement, format!("サーバ証明書の残り日数が再び {min_days} 日以上になった"))
         }
         (None, Some(after)) if after < min_days => (
             ChangeClass::Neutral,
-            format!("server certificate expires in fewer than {min_days} days; the earlier run saw no certificate"),
+            format!("サーバ証明書の残り日数が {min_days} 日未満（比較元の実行では証明書を取得していない）"),
         ),
         _ => return,
     };
-    let days = |d: Option<i64>| d.map_or_else(|| "-".to_owned(), |d| format!("{d} days left"));
+    let days = |d: Option<i64>| d.map_or_else(|| "-".to_owned(), |d| format!("残り {d} 日"));
     out.push(Change {
         before: days(fewest(la)),
         after: days(fewest(lb)),

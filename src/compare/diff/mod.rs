@@ -263,13 +263,13 @@ pub fn compare(a: &RunStatus, b: &RunStatus, options: &DiffOptions, noise: &Nois
     for phase in &phase_order {
         match (a_phases.contains(phase.as_str()), b_phases.contains(phase.as_str())) {
             (true, false) => changes.push(Change {
-                before: "present".to_owned(),
-                note: "phase no longer in the run".to_owned(),
+                before: "あり".to_owned(),
+                note: "今回の実行にはないフェーズ".to_owned(),
                 ..change(ChangeClass::Neutral, Some(phase), &format!("Phase-{phase}"), "phase")
             }),
             (false, true) => changes.push(Change {
-                after: "present".to_owned(),
-                note: "phase new in this run".to_owned(),
+                after: "あり".to_owned(),
+                note: "今回の実行で追加されたフェーズ".to_owned(),
                 ..change(ChangeClass::Neutral, Some(phase), &format!("Phase-{phase}"), "phase")
             }),
             _ => {}

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use super::{Change, ChangeClass, DiffOptions, NoiseFloor, change};
 use crate::evidence::status::RunStatus;
+use crate::evidence::wording::problem_ja;
 use crate::evidence::{ProbeRecord, Timings};
 
 pub(super) fn probes_by_id(s: &RunStatus) -> BTreeMap<&str, &ProbeRecord> {
@@ -16,7 +17,7 @@ pub(super) fn probes_by_id(s: &RunStatus) -> BTreeMap<&str, &ProbeRecord> {
 
 /// `HTTP 200 Ready`, `HTTP 404 Not Ready`, `000 tls_failure Not Ready`.
 fn describe_result(p: &ProbeRecord) -> String {
-    let http = p.http_status.map_or_else(|| format!("000 {}", p.outcome.kind()), |s| format!("HTTP {s}"));
+    let http = p.http_status.map_or_else(|| format!("HTTP 000（{}）", p.outcome.kind()), |s| format!("HTTP {s}"));
     format!("{http} {}", if p.ready { "Ready" } else { "Not Ready" })
 }
 
@@ -33,7 +34,7 @@ pub(super) fn compare_probe(
         (Some(a), None) => {
             out.push(Change {
                 before: describe_result(a),
-                note: "probe no longer in the run".to_owned(),
+                note: "今回の実行にはないプローブ".to_owned(),
                 ..change(ChangeClass::Neutral, phase, id, "probe")
             });
             return;
@@ -41,7 +42,7 @@ pub(super) fn compare_probe(
         (None, Some(b)) => {
             out.push(Change {
                 after: describe_result(b),
-                note: "probe new in this run".to_owned(),
+                note: "今回の実行で追加されたプローブ".to_owned(),
                 ..change(ChangeClass::Neutral, phase, id, "probe")
             });
             return;
@@ -56,16 +57,8 @@ pub(super) fn compare_probe(
         _ => None,
     };
     if let Some(class) = class {
-        let mut reasons: Vec<String> = Vec::new();
-        if !b.ready {
-            reasons.push(b.outcome.describe());
-            reasons.extend(b.check_failures.iter().cloned());
-        }
-        reasons.retain(|r| !r.is_empty());
-        if let Some(status) = b.http_status.filter(|_| !b.ready && reasons.is_empty()) {
-            reasons.push(format!("HTTP {status} is not a Ready status"));
-        }
-        out.push(Change { before, after, note: reasons.join("; "), ..change(class, phase, id, "status") });
+        let note = if b.ready { String::new() } else { problem_ja(b) };
+        out.push(Change { before, after, note, ..change(class, phase, id, "status") });
     }
     if a.http_status.is_some() && b.http_status.is_some() {
         compare_latency(phase, id, (&a.timings, &b.timings), (options, noise), out);
@@ -101,7 +94,7 @@ fn compare_latency(
         }
         let class = if after > before { ChangeClass::Regression } else { ChangeClass::Improvement };
         let percent =
-            if before > 0.0 { format!(" ({:+.0}%)", (after - before) / before * 100.0) } else { String::new() };
+            if before > 0.0 { format!("（{:+.0}%）", (after - before) / before * 100.0) } else { String::new() };
         out.push(Change {
             before: format!("{before:.1} ms"),
             after: format!("{after:.1} ms"),
