@@ -105,8 +105,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 phr: tokio::net::TcpListener::bind(args.listen).await?,
                 ops: tokio::net::TcpListener::bind(args.ops_listen).await?,
             };
+            let (phr, ops) = (listeners.phr.local_addr()?, listeners.ops.local_addr()?);
             let app = App::build(config).await?;
-            tracing::info!(phr = %args.listen, ops = %args.ops_listen, "phr-server listening");
+            // The bound addresses, so that port 0 (tests, ad-hoc runs) tells where it landed.
+            tracing::info!(%phr, %ops, "phr-server listening");
             app.serve(listeners, shutdown_signal()).await;
             Ok(ExitCode::SUCCESS)
         }
@@ -190,7 +192,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PHR_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a terminal: a log file or a container's log driver gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {
