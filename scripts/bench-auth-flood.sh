@@ -44,7 +44,7 @@ say() { printf '%s\n' "$*" >&2; }
 if [ -n "${BENCH_PHR_SERVER:-}" ]; then
   phr_server="$(realpath "$BENCH_PHR_SERVER")"
 else
-  cargo build --release -q -p phr-server
+  cargo build --release -q --workspace # the same feature set as every bench
   phr_server="$(realpath "${CARGO_TARGET_DIR:-target}")/release/phr-server"
 fi
 

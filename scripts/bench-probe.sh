@@ -21,7 +21,7 @@ ops_port="${BENCH_OPS_PORT:-19464}"
 work="$(mktemp -d)"
 trap 'kill "${server_pid:-0}" 2>/dev/null || true; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"' EXIT
 
-cargo build --release -q -p phr-server -p connrun
+[ -n "${BENCH_SKIP_BUILD:-}" ] || cargo build --release -q --workspace # the same feature set as every bench
 bin="$PWD/target/release"
 
 # PKI: CA, server (localhost / 127.0.0.1), client; RSA key for the Layer ID token.
@@ -98,6 +98,14 @@ t0=$(now)
   run --template bench --target bench --jobs 1 >connrun.out
 t1=$(now)
 connrun_ms=$(per_probe "$t0" "$t1")
+# The same N probes 8 at a time: `curl --parallel --parallel-max 8` against `connrun run --jobs 8`.
+t0=$(now); curl --parallel --parallel-max 8 --config curl.cfg; t1=$(now)
+curl_par_ms=$(per_probe "$t0" "$t1")
+t0=$(now)
+"${BENCH_CONNRUN:-$bin/connrun}" --artifacts "$work/artifacts-par" --run-templates "$work/rt" --targets "$work/targets.toml" \
+  run --template bench --target bench --jobs 8 >connrun-par.out
+t1=$(now)
+connrun_par_ms=$(per_probe "$t0" "$t1")
 tls_ms=$(python3 - "$work/artifacts" <<'PY'
 import json, pathlib, statistics, sys
 status = next(pathlib.Path(sys.argv[1]).glob("bench/*/status.json"))
@@ -111,7 +119,14 @@ printf '\n%-44s %10s\n' "client ($n sequential probes, fresh mTLS each)" "ms/pro
 printf '%-44s %10s\n' "curl (body discarded)" "$curl_ms"
 printf '%-44s %10s\n' "curl + trace/headers/body files" "$curl_files_ms"
 printf '%-44s %10s\n' "connrun run (full evidence tree, --jobs 1)" "$connrun_ms"
+printf '%-44s %10s\n' "curl --parallel --parallel-max 8" "$curl_par_ms"
+printf '%-44s %10s\n' "connrun run --jobs 8" "$connrun_par_ms"
 printf '%-44s %10s\n' "  of which TLS handshake (median, connrun)" "$tls_ms"
 printf '%-44s %10s\n' "connrun peak RSS (KiB)" "$(tail -n 1 connrun.rss)"
 printf '\nratio connrun / curl: %s   connrun / curl+files: %s\n' "$(ratio "$connrun_ms" "$curl_ms")" \
   "$(ratio "$connrun_ms" "$curl_files_ms")"
+printf 'RESULT\tprobe.seq.connrun.ms_per_probe\t%s\tms\nRESULT\tprobe.seq.curl.ms_per_probe\t%s\tms\n' "$connrun_ms" "$curl_ms"
+printf 'RESULT\tprobe.seq.curl_files.ms_per_probe\t%s\tms\nRESULT\tprobe.seq.connrun.peak_rss\t%s\tKiB\n' \
+  "$curl_files_ms" "$(tail -n 1 connrun.rss)"
+printf 'RESULT\tprobe.jobs8.connrun.ms_per_probe\t%s\tms\nRESULT\tprobe.jobs8.curl_parallel.ms_per_probe\t%s\tms\n' \
+  "$connrun_par_ms" "$curl_par_ms"

@@ -67,7 +67,7 @@ bench-stream: ***** NO NGINX: the nginx columns are SKIPPED; install nginx (or r
 if [ -n "${BENCH_PHR_SERVER:-}" ]; then # another build of phr-server, for A/B runs
   phr_server="$(realpath "$BENCH_PHR_SERVER")"
 else
-  cargo build --release -q -p phr-server
+  cargo build --release -q --workspace # the whole workspace: the same feature set, so the same binary, as every bench
   phr_server="$PWD/target/release/phr-server"
 fi
 
@@ -287,6 +287,7 @@ for what in "seq:PHR-07 $mib MiB x $n sequential" "par:PHR-07 $c parallel x $r";
     pr=$(cat phr-par.mbps) nr=$(col cat ngx-par.mbps)
   fi
   row "$label  MB/s$([ "$key" = par ] && echo ' (aggregate)')" "$pr" "$nr" "$(ratio "$pr" "$nr")"
+  printf 'RESULT\tstream.image_%s.phr.mbps\t%s\tMB/s\nRESULT\tstream.image_%s.nginx.mbps\t%s\tMB/s\n' "$key" "$pr" "$key" "$nr" >>results.tsv
 done
 read -r p_before p_one <phr-one.rss
 p_par=$(cat phr-par.rss)
@@ -300,6 +301,8 @@ zmb=$(awk -v s="$zip_size" 'BEGIN { printf "%.1f", s / 1e6 }')
 row "Phase F ZIP $zmb MB ($k patients) x $m  ms" "$pe" "$ne" "$(ratio "$pe" "$ne")"
 pr=$(mbps phr-export.out) nr=$(col mbps ngx-export.out)
 row "Phase F ZIP  MB/s (pacing 1 TB/s, not 50 MB/s)" "$pr" "$nr" "$(ratio "$pr" "$nr")"
+printf 'RESULT\tstream.export.phr.mbps\t%s\tMB/s\nRESULT\tstream.export.nginx.mbps\t%s\tMB/s\n' "$pr" "$nr" >>results.tsv
+printf 'RESULT\tstream.image_par.phr.peak_rss\t%s\tKiB\n' "$p_par" >>results.tsv
 row "RSS after the export build, before the downloads" "$(kib "$phr_export_rss")" "$(col kib "${ngx_export_rss:-0}")" ""
 row "peak RSS during the ZIP download" "$(kib "$phr_export_hwm")" "$(col kib "${ngx_export_hwm:-0}")" ""
 printf 'export job built in %s s; ratio = phr-server / nginx (ms: lower is better, MB/s: higher is better)\n' "$build_s"
@@ -309,3 +312,4 @@ if [ "$growth" -gt $((c * size / 1024 / 2)) ]; then
     "$(kib "$growth")" "$c"
 fi
 [ -n "$nginx_bin" ] || printf '\n***** nginx columns SKIPPED: nginx is not installed *****\n'
+[ -s results.tsv ] && cat results.tsv

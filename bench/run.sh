@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command: builds the workspace once in release, runs every measurement against
+# its peer in the same run on loopback (curl, nginx, oha, sha256sum), and writes bench/results/<date>.json
+# and bench/results/<date>.md (min / median / max over the repetitions, and each goal's ratio).
+#   (a) probes       scripts/bench-probe.sh: connrun sequential and --jobs 8 vs a curl loop and curl --parallel
+#   (b) harness      bench/harness-scale.sh: run, diff, verify, report html, history as runs grow
+#   (c) server       bench/server-load.sh: PHR-04 / PHR-11 on SQLite and PostgreSQL vs nginx static (oha),
+#                    audit rows counted and the chain verified after every load; scripts/bench-audit-append.sh
+#   (d) streaming    scripts/bench-stream.sh: PHR-07 image and the Phase F export vs nginx
+#   (e) build        release build time and binary sizes (stripped, and the split-off debug info)
+# Peers it needs: curl, openssl, nginx (Debian: nginx-light), oha (cargo install oha --locked), psql and a
+# PostgreSQL at PG_ADMIN_URL. It stops everything it started. A benchmark, not a test: CI does not run it.
+# Usage: bench/run.sh   (REPS=3, PROBES=200, SIZES="200 1000", ONLY="probe harness server audit stream build",
+#        BENCH_FRESH_BUILD=1 times a build from an empty target folder)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reps="${REPS:-3}"
+only="${ONLY:-probe harness server audit stream build}"
+stamp="$(date -u +%Y-%m-%d)"
+mkdir -p bench/results
+raw="bench/results/$stamp.tsv"
+: >"$raw"
+wants() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+record() { grep -P '^RESULT\t' | tee -a "$raw" | cut -f2- | column -t; }
+
+echo "==> build (release, whole workspace)"
+target="${CARGO_TARGET_DIR:-target}"
+if [ -n "${BENCH_FRESH_BUILD:-}" ]; then target="$(mktemp -d)"; fi
+t0=$(date +%s.%N)
+CARGO_TARGET_DIR="$target" cargo build --release --workspace -q
+t1=$(date +%s.%N)
+export BENCH_PHR_SERVER="$(realpath "$target/release/phr-server")" BENCH_CONNRUN="$(realpath "$target/release/connrun")"
+export BENCH_SKIP_BUILD=1
+if wants build; then
+  {
+    printf 'RESULT\tbuild.release.wall\t%s\ts\n' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
+    [ -n "${BENCH_FRESH_BUILD:-}" ] && printf 'RESULT\tbuild.release.fresh\t1\tflag\n'
+    for bin in connrun phr-server; do
+      printf 'RESULT\tbuild.%s.bytes\t%s\tbytes\n' "$bin" "$(stat -c %s "$target/release/$bin")"
+      cp "$target/release/$bin" "/tmp/bench-strip-$bin" && strip "/tmp/bench-strip-$bin"
+      printf 'RESULT\tbuild.%s.stripped_bytes\t%s\tbytes\n' "$bin" "$(stat -c %s "/tmp/bench-strip-$bin")"
+      rm -f "/tmp/bench-strip-$bin"
+      dwp="$target/release/$bin.dwp"
+      [ -f "$dwp" ] && printf 'RESULT\tbuild.%s.dwp_bytes\t%s\tbytes\n' "$bin" "$(stat -c %s "$dwp")"
+    done
+  } | record
+fi
+
+for rep in $(seq 1 "$reps"); do
+  echo "==> repetition $rep of $reps"
+  if wants probe; then scripts/bench-probe.sh "${PROBES:-200}" | record; fi
+  if wants harness; then bench/harness-scale.sh | record; fi
+  if wants audit; then
+    PROFILE=release REPS=1 scripts/bench-audit-append.sh |
+      sed -n 's/^\([a-z]*\) writers=\([0-9]*\) .*rows_per_second=\([0-9]*\) chain=\(.*\)$/RESULT\taudit_append.\1.w\2.rows_per_s\t\3\trows\/s/p' | record
+  fi
+  if wants stream; then scripts/bench-stream.sh | record; fi
+done
+# The server loads repeat (and alternate sides) inside the script.
+if wants server; then REPS="$reps" bench/server-load.sh | record; fi
+
+python3 bench/summarise.py "$raw" "bench/results/$stamp.json" "bench/results/$stamp.md"
+echo "==> bench/results/$stamp.json, bench/results/$stamp.md"

@@ -1,0 +1,76 @@
+"""Folds the RESULT lines of bench/run.sh into min / median / max per figure, the goals' ratios, the JSON
+record and the Markdown table (bench/results/<date>.json and .md). Run by bench/run.sh."""
+import json
+import platform
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+raw, out_json, out_md = sys.argv[1:4]
+values, units = defaultdict(list), {}
+for line in open(raw, encoding="utf-8"):
+    _, name, value, unit = line.rstrip("\n").split("\t")
+    try:
+        values[name].append(float(value))
+    except ValueError:
+        continue
+    units[name] = unit
+
+figures = {
+    name: {"unit": units[name], "min": min(v), "median": statistics.median(v), "max": max(v), "runs": len(v)}
+    for name, v in sorted(values.items())
+}
+
+
+def median(name):
+    return figures[name]["median"] if name in figures else None
+
+
+def ratio(a, b):
+    x, y = median(a), median(b)
+    return None if x is None or not y else x / y
+
+
+# Each goal: (what, measured ratio or value, bound, "<=" or ">=").
+goals = [
+    ("connrun / curl, ms per probe (sequential)", ratio("probe.seq.connrun.ms_per_probe", "probe.seq.curl.ms_per_probe"), 0.5, "<="),
+    ("connrun --jobs 8 / curl --parallel", ratio("probe.jobs8.connrun.ms_per_probe", "probe.jobs8.curl_parallel.ms_per_probe"), 0.5, "<="),
+    ("image streaming phr / nginx, MB/s", ratio("stream.image_seq.phr.mbps", "stream.image_seq.nginx.mbps"), 1.0, ">="),
+    ("export streaming phr / nginx, MB/s", ratio("stream.export.phr.mbps", "stream.export.nginx.mbps"), 1.0, ">="),
+    ("connrun release binary, MB (stripped of debug info)", (median("build.connrun.bytes") or 0) / 1e6 or None, 40, "<="),
+    ("phr-server release binary, MB", (median("build.phr-server.bytes") or 0) / 1e6 or None, 40, "<="),
+]
+for n in sorted({k.split(".")[1] for k in figures if k.startswith("harness.n")}):
+    goals.append((f"verify / sha256sum at {n}", ratio(f"harness.{n}.verify.wall", f"harness.{n}.sha256sum.wall"), 1.2, "<="))
+    goals.append((f"peak RSS of a run at {n}, MiB", (median(f"harness.{n}.run.peak_rss") or 0) / 1024 or None, 64, "<="))
+for backend in ("postgres", "sqlite"):
+    goals.append((f"PHR-04 / nginx at c=64 ({backend})", ratio(f"server.{backend}.phr04.c64.phr.rps", f"server.{backend}.phr04.c64.nginx.rps"), 0.25, ">="))
+    goals.append((f"PHR-11 / nginx at c=64 ({backend})", ratio(f"server.{backend}.phr11.c64.phr.rps", f"server.{backend}.phr11.c64.nginx.rps"), 0.12, ">="))
+    goals.append((f"PHR-04 p99 at c=64 ({backend}), ms", median(f"server.{backend}.phr04.c64.phr.p99"), 25, "<="))
+goals.append(("audit rows/s on PostgreSQL, 64 writers", median("audit_append.postgres.w64.rows_per_s"), 10000, ">="))
+
+machine = {
+    "cpus": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
+    "kernel": platform.release(),
+    "python": platform.python_version(),
+    "rustc": subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip(),
+    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+}
+record = {"machine": machine, "figures": figures, "goals": [
+    {"goal": g, "measured": m, "bound": b, "op": op, "met": None if m is None else (m <= b if op == "<=" else m >= b)}
+    for g, m, b, op in goals
+]}
+json.dump(record, open(out_json, "w", encoding="utf-8"), indent=2)
+
+lines = [f"Commit `{machine['commit']}`, {machine['cpus']} CPUs, Linux {machine['kernel']}, {machine['rustc']}.", "",
+         "| goal | measured | bound | met |", "| --- | --- | --- | --- |"]
+for g in record["goals"]:
+    shown = "not measured" if g["measured"] is None else f"{g['measured']:.2f}"
+    met = "-" if g["met"] is None else ("yes" if g["met"] else "**no**")
+    lines.append(f"| {g['goal']} | {shown} | {g['op']} {g['bound']} | {met} |")
+lines += ["", "| figure | unit | min | median | max | runs |", "| --- | --- | --- | --- | --- | --- |"]
+for name, f in figures.items():
+    lines.append(f"| {name} | {f['unit']} | {f['min']:g} | {f['median']:g} | {f['max']:g} | {f['runs']} |")
+open(out_md, "w", encoding="utf-8").write("\n".join(lines) + "\n")
+print("\n".join(lines))
