@@ -276,3 +276,29 @@ async fn weekly_with_two_targets_runs_the_routine_for_each_and_writes_one_matrix
         );
     }
 }
+
+#[test]
+fn too_many_targets_a_repeated_target_or_too_much_parallelism_is_refused_naming_the_bound() {
+    let artifacts = tempfile::tempdir().expect("artifacts");
+    let templates = run_templates();
+    let names: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    let mut many = vec!["--run-templates", templates.as_str(), "run", "--template", "phr-seq"];
+    for name in &names {
+        many.extend(["--target", name.as_str()]);
+    }
+
+    let too_many = connrun(artifacts.path(), &many);
+    let twice = connrun(artifacts.path(), &["run", "--template", "phr-seq", "--target", "a", "--target", "a"]);
+    let parallel = connrun(
+        artifacts.path(),
+        &["run", "--template", "phr-seq", "--target", "a", "--target", "b", "--parallel-targets", "17"],
+    );
+
+    assert_eq!(too_many.status.code(), Some(2));
+    assert!(text(&too_many).contains("65 targets given; at most 64 targets run in one matrix"), "{}", text(&too_many));
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(text(&twice).contains("target a given twice"), "{}", text(&twice));
+    assert_eq!(parallel.status.code(), Some(2));
+    assert!(text(&parallel).contains("17 is not in 1..=16"), "{}", text(&parallel));
+    assert!(!artifacts.path().join("orca-connectivity").exists(), "nothing is run or written when refused");
+}
