@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::compare::diff::DiffOptions;
+use crate::evidence::limits;
 
 /// connrun: RUN_ID-driven connectivity runs with evidence (HTTP dumps, traces, HAR, audit counts, Markdown).
 #[derive(Debug, Parser)]
@@ -58,7 +59,7 @@ pub enum Command {
     New(NewArgs),
     /// Run a reserved RUN_ID (or allocate one from --template) against a target and seal the evidence.
     #[command(
-        after_help = "Examples:\n  connrun run 20251119TorcaPHRSeqZ1 --target orca-stage\n  connrun run --template phr-seq --target orca-stage --jobs 8\n  connrun --json run --template phr-full --target local"
+        after_help = "Examples:\n  connrun run 20251119TorcaPHRSeqZ1 --target orca-stage\n  connrun run --template phr-seq --target orca-stage --jobs 8\n  connrun --json run --template phr-full --target local\n  connrun run --template phr-seq --target clinic-a --target clinic-b --parallel-targets 2\n  connrun run 20251119TorcaPHRSeqZ1 20251119TorcaPHRSeqZ2 --target clinic-a --target clinic-b\n  connrun run --template phr-seq --group weekly\n\nWith several targets (--target repeated, or a [groups] entry of targets.toml such as\nweekly = [\"clinic-a\", \"clinic-b\"]) each target gets its own complete run (RUN_ID,\nevidence, audit state), at most --parallel-targets at a time, and one matrix of\ntargets × probes is written to <artifacts>/<suite>/matrix/<timestamp>/matrix.md and\nmatrix.html (a new folder each time). A target that could not run is a row saying why.\nExit code: the worst target's (2 when one could not run)."
     )]
     Run(RunArgs),
     /// Re-hash every file of a finished run against its manifest.json; exit 1 on the first difference.
@@ -88,7 +89,7 @@ pub enum Command {
     /// The weekly routine in one command: preflight, run, diff against the previous run, report daily
     /// --append (with --log), archive, notice (the target's [notify]); one exit code, one summary.
     #[command(
-        after_help = "Examples:\n  connrun weekly --target orca-stage\n  connrun weekly --target orca-stage --template phr-full --log docs/logs/2025-11-connectivity.md"
+        after_help = "Examples:\n  connrun weekly --target orca-stage\n  connrun weekly --target orca-stage --template phr-full --log docs/logs/2025-11-connectivity.md\n  connrun weekly --target clinic-a --target clinic-b --log docs/logs/2025-11-connectivity.md"
     )]
     Weekly(WeeklyArgs),
     /// Print a systemd unit and timer, or a crontab line, that runs `connrun weekly` on the team's
@@ -107,8 +108,11 @@ pub enum Command {
         after_help = "Example:\n  connrun parity --target legacy --target modern --template phr-seq --ignore generatedAt --ignore /meta/traceId"
     )]
     Parity(ParityArgs),
-    /// One row per run over time: Ready counts and the probes whose status changed.
-    #[command(after_help = "Example:\n  connrun history --template phr-seq --last 10")]
+    /// One row per run over time: Ready counts and the probes whose status changed; with --html, per probe
+    /// status and latency across runs drawn as inline SVG.
+    #[command(
+        after_help = "Examples:\n  connrun history --template phr-seq --last 10\n  connrun history --html trends.html --template phr-seq --last 12"
+    )]
     History(HistoryArgs),
     /// Documents from finished runs: html, daily, weekly, status-row (Markdown; --append inserts into a file).
     #[command(subcommand)]
@@ -137,17 +141,31 @@ pub struct NewArgs {
 /// `connrun run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A RUN_ID reserved with `connrun new` (or a new one, together with --template).
-    pub run_id: Option<String>,
-    /// Template to run; without a RUN_ID, a new one is allocated for it.
+    /// A RUN_ID reserved with `connrun new` (or a new one, together with --template). With several
+    /// --target: one reserved RUN_ID per target, in the same order, or none with --template.
+    pub run_ids: Vec<String>,
+    /// Template to run; without a RUN_ID, a new one is allocated for it (one per target).
     #[arg(long)]
     pub template: Option<String>,
-    /// Target name in the targets file.
+    /// Target name in the targets file. Repeat it to run the same template against several targets, each
+    /// as a complete run of its own, and get one matrix (targets × probes) under
+    /// `<artifacts>/<suite>/matrix/<timestamp>/`.
+    #[arg(long = "target", required_unless_present = "group", num_args = 1, action = clap::ArgAction::Append)]
+    pub target_names: Vec<String>,
+    /// A `[groups]` entry of the targets file (e.g. `weekly = ["clinic-a", "clinic-b"]`): its targets are
+    /// run after any --target, as if each were given with --target.
     #[arg(long)]
-    pub target: String,
+    pub group: Option<String>,
     /// Probes of one phase that may run at the same time.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: u16,
+    /// With several --target: how many targets run at the same time (1 to 16).
+    #[arg(
+        long,
+        default_value_t = limits::DEFAULT_PARALLEL_TARGETS,
+        value_parser = clap::value_parser!(u8).range(1..=i64::from(limits::MAX_PARALLEL_TARGETS))
+    )]
+    pub parallel_targets: u8,
     /// Label for a RUN_ID allocated from --template; default: the template's label.
     #[arg(long, requires = "template")]
     pub label: Option<String>,
@@ -220,9 +238,10 @@ pub struct PkiInitArgs {
 /// `connrun weekly`.
 #[derive(Debug, Args)]
 pub struct WeeklyArgs {
-    /// The target to probe.
-    #[arg(long)]
-    pub target: String,
+    /// The target to probe. Repeat it for several targets: the routine runs for each in turn (each its own
+    /// RUN_ID, record and notice), then one matrix of targets × probes is written as `run` does.
+    #[arg(long = "target", required = true, num_args = 1, action = clap::ArgAction::Append)]
+    pub target_names: Vec<String>,
     /// The run template.
     #[arg(long, default_value = "phr-seq")]
     pub template: String,
@@ -340,9 +359,13 @@ pub struct HistoryArgs {
     /// Only runs of this template.
     #[arg(long)]
     pub template: Option<String>,
-    /// Only the newest N runs.
-    #[arg(long)]
-    pub last: Option<usize>,
+    /// Only the newest N runs (1 to 200); with --html, per template and target (default 20).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=limits::MAX_HISTORY_RUNS as i64))]
+    pub last: Option<u16>,
+    /// Write the trends page (per probe: status and latency across runs, inline SVG, no script, no
+    /// network) to this file instead of printing the table.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `connrun archive`.

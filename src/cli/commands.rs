@@ -4,21 +4,19 @@
 //! the target's secrets, the plan and the TLS identity. Output goes to stdout (results) and stderr (progress).
 
 use std::io::IsTerminal;
-use std::path::Path;
 
 use serde_json::json;
 
 use crate::cli::args::{Cli, Command, GlobalArgs, NewArgs, PkiCommand, PreflightArgs, RunArgs, TemplatesCommand};
 use crate::cli::error::{CliError, Verdict};
 use crate::cli::output::{emit, load_target, load_template, print_outcome};
+use crate::cli::run_one::{OneRun, run_one};
 use crate::cli::{demo, pki, routine, schedule, weekly};
+use crate::evidence;
 use crate::evidence::runid::RunId;
-use crate::evidence::{self, RunFolder, RunLocation};
 use crate::plan::Plan;
 use crate::plan::template::Template;
-use crate::report::Reports;
 use crate::run::preflight::{self, PreflightInput};
-use crate::run::{self, RunOptions};
 
 /// Runs one parsed command line.
 pub fn dispatch(cli: Cli) -> Result<Verdict, CliError> {
@@ -34,7 +32,8 @@ pub fn dispatch(cli: Cli) -> Result<Verdict, CliError> {
         Command::Preflight(args) => runtime()?.block_on(preflight(global, &args)),
         Command::Demo(args) => runtime()?.block_on(demo::demo(global, &args)),
         Command::Pki(PkiCommand::Init(args)) => pki::init(global, &args),
-        Command::Weekly(args) => weekly::weekly(global, &args),
+        Command::Weekly(args) if args.target_names.len() > 1 => crate::cli::matrix::weekly_targets(global, &args),
+        Command::Weekly(args) => weekly::weekly(global, &args, &args.target_names[0]),
         Command::Schedule(args) => schedule::print(global, &args),
         Command::Diff(args) => routine::diff(global, &args),
         Command::Parity(args) => runtime()?.block_on(routine::parity(global, &args)),
@@ -66,79 +65,33 @@ fn new(global: &GlobalArgs, args: &NewArgs) -> Result<Verdict, CliError> {
 }
 
 async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Verdict, CliError> {
-    let requested = args.run_id.as_deref().map(str::parse::<RunId>).transpose()?;
-    let location = match &requested {
-        Some(run_id) => evidence::locate(&global.artifacts, run_id)?,
-        None => None,
-    };
-    let template_name = match (&location, &args.template) {
-        (Some(RunLocation::Partial(dir)), given) => {
-            let reserved = read_reserved_template(dir)?;
-            if let Some(given) = given.as_ref().filter(|g| **g != reserved) {
-                return Err(CliError::Usage(format!("RUN_ID was reserved for template `{reserved}`, not `{given}`")));
-            }
-            reserved
-        }
-        (Some(RunLocation::Finished(dir)), _) => {
-            return Err(CliError::Usage(format!(
-                "{} already ran ({}); allocate a new RUN_ID",
-                args.run_id.as_deref().unwrap_or(""),
-                dir.display()
-            )));
-        }
-        (None, Some(template)) => template.clone(),
-        (None, None) => {
-            return Err(CliError::Usage(match &requested {
-                Some(run_id) => format!(
-                    "no reserved run {run_id} under {}; reserve it with `connrun new` or pass --template",
-                    global.artifacts.display()
-                ),
-                None => "give a RUN_ID (from `connrun new`) or --template".to_owned(),
-            }));
+    let targets = match &args.group {
+        None => args.target_names.clone(),
+        Some(group) => {
+            let file = crate::plan::target::Targets::load(&global.targets)?;
+            args.target_names.iter().chain(file.group(group)?).cloned().collect()
         }
     };
-    let template = load_template(global, &template_name)?;
-    let target = load_target(global, &args.target)?;
-    let label = args.label.clone().unwrap_or_else(|| template.label.clone());
-    // Validate the plan with a provisional id before any RUN_ID is claimed.
-    let provisional = requested.clone().map_or_else(|| RunId::label(global.tz.today(), &label, 1), Ok)?;
-    Plan::build(&template, &target, &provisional)?;
-    let prepared = run::prepare(&target)?;
-    let reports = Reports::load(global.templates_dir.as_deref())?.with_settings(report_settings(global, &target));
-    let run_id = match (requested, &location) {
-        (Some(run_id), Some(_)) => run_id,
-        (Some(run_id), None) => {
-            evidence::reserve_exact(&global.artifacts, &template.suite, &template_name, &run_id)?;
-            run_id
-        }
-        (None, _) => {
-            evidence::reserve_next(&global.artifacts, &template.suite, &template_name, global.tz.today(), &label)?.0
-        }
+    if targets.len() > 1 {
+        return crate::cli::matrix::run_targets(global, args, &targets).await;
+    }
+    if args.run_ids.len() > 1 {
+        return Err(CliError::Usage(format!(
+            "{} RUN_IDs given for one --target; give one RUN_ID per --target",
+            args.run_ids.len()
+        )));
+    }
+    let one = OneRun {
+        run_id: args.run_ids.first().map(String::as_str),
+        template: args.template.as_deref(),
+        target: &targets[0],
+        jobs: args.jobs,
+        label: args.label.as_deref(),
+        progress: std::io::stderr().is_terminal() && !global.json,
     };
-    let plan = Plan::build(&template, &target, &run_id)?;
-    let (folder, _) = RunFolder::start(&global.artifacts, &run_id)?;
-    let options =
-        RunOptions { jobs: usize::from(args.jobs), progress: std::io::stderr().is_terminal() && !global.json, reports };
-    let outcome = run::execute(&plan, &prepared, folder, &options).await?;
+    let outcome = run_one(global, &one).await?;
     print_outcome(global, &outcome)?;
     Ok(Verdict::from_ok(outcome.status.is_ok()))
-}
-
-/// How the run's Markdown is filled in: the operator's zone and the target's owner and contacts.
-fn report_settings(global: &GlobalArgs, target: &crate::plan::target::Target) -> crate::report::ReportSettings {
-    crate::report::ReportSettings {
-        zone: global.tz,
-        owner: target.spec.owner.clone(),
-        contacts: target.spec.contacts.clone(),
-    }
-}
-
-fn read_reserved_template(dir: &Path) -> Result<String, CliError> {
-    let path = dir.join(evidence::RESERVATION_FILE);
-    let text = std::fs::read(&path).map_err(|source| evidence::EvidenceError::Io { path: path.clone(), source })?;
-    let reservation: evidence::Reservation =
-        serde_json::from_slice(&text).map_err(|e| evidence::EvidenceError::Corrupt { path, message: e.to_string() })?;
-    Ok(reservation.template)
 }
 
 /// `connrun preflight`: the target's checks, with `--template` those of that template's run.

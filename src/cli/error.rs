@@ -1,5 +1,5 @@
-//! What a command concluded: the [`Verdict`] that becomes exit code 0 or 1, or the [`CliError`] that is
-//! exit 2 (HARNESS.md §7). Every variant names what was wrong.
+//! What a command concluded: the [`Verdict`] that becomes exit code 0, 1 (or 2 after partial output), or the
+//! [`CliError`] that is exit 2 (HARNESS.md §7). Every variant names what was wrong.
 
 use crate::compare::runindex;
 
@@ -10,6 +10,9 @@ pub enum Verdict {
     Ok,
     /// A probe, check or comparison found a problem: exit 1.
     Problem,
+    /// Part of the work could not be done (a target of a matrix run could not run), and what could be
+    /// done was written and printed: exit 2, like a [`CliError`], without a second message.
+    Incomplete,
 }
 
 impl Verdict {
@@ -18,6 +21,7 @@ impl Verdict {
         match self {
             Verdict::Ok => 0,
             Verdict::Problem => 1,
+            Verdict::Incomplete => 2,
         }
     }
 

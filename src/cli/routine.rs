@@ -1,5 +1,5 @@
-//! The commands of the weekly routine around a run: `diff`, `parity`, `history`, `report html|daily|weekly|
-//! status-row`, `archive`, and `verify <ARCHIVE>`.
+//! The commands of the weekly routine around a run: `diff`, `parity`, `history` (a table, or with `--html` the
+//! trends page), `report html|daily|weekly|status-row`, `archive`, and `verify <ARCHIVE>`.
 //!
 //! Their clap arguments are in [`crate::cli::args`] with every other command's. Inputs are always sealed runs,
 //! re-hashed against their manifests first ([`crate::compare::runindex`]), so a report is never produced from
@@ -71,9 +71,30 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<Verdict, CliEr
     for problem in &skipped {
         eprintln!("connrun history: skipped: {problem}");
     }
-    let rows = crate::report::history::rows(&runs, args.template.as_deref(), args.last, global.tz);
+    if let Some(output) = &args.html {
+        return history_html(global, args, &runs, output);
+    }
+    let rows = crate::report::history::rows(&runs, args.template.as_deref(), args.last.map(usize::from), global.tz);
     let text = views(global)?.render("history.md.tera", &json!({ "rows": rows }))?;
     emit(global, &json!({ "runs": rows }), &text)?;
+    Ok(Verdict::Ok)
+}
+
+/// `connrun history --html FILE`: the trends page, the newest `--last` runs of each template and target.
+fn history_html(
+    global: &GlobalArgs,
+    args: &HistoryArgs,
+    runs: &[LoadedRun],
+    output: &Path,
+) -> Result<Verdict, CliError> {
+    let last = args.last.map_or(crate::evidence::limits::DEFAULT_TREND_RUNS, usize::from);
+    let page = crate::report::trends::page(runs, args.template.as_deref(), last, global.tz);
+    let html = views(global)?.render("history.html.tera", &page)?;
+    std::fs::write(output, html.as_bytes())
+        .map_err(|source| crate::evidence::EvidenceError::Io { path: output.to_owned(), source })?;
+    let charts: usize = page.groups.iter().map(|g| g.probes.len()).sum();
+    let text = format!("{} ({} template/target groups, {charts} probe charts)\n", output.display(), page.groups.len());
+    emit(global, &json!({ "html": output, "groups": page.groups.len(), "charts": charts }), &text)?;
     Ok(Verdict::Ok)
 }
 

@@ -53,30 +53,29 @@ struct WeeklyRecord<'a> {
 }
 
 /// Runs the routine.
-pub fn weekly(global: &GlobalArgs, args: &WeeklyArgs) -> Result<Verdict, CliError> {
-    let target = load_target(global, &args.target)?;
+pub fn weekly(global: &GlobalArgs, args: &WeeklyArgs, target_name: &str) -> Result<Verdict, CliError> {
+    let target = load_target(global, target_name)?;
     let mut steps = Vec::new();
-    let preflight = child(global, &["preflight", "--target", &args.target])?;
+    let preflight = child(global, &["preflight", "--target", target_name])?;
     steps.push(step("preflight", &preflight, |v| format!("ok={}", v["ok"])));
     let jobs = args.jobs.to_string();
-    let run = child(global, &["run", "--template", &args.template, "--target", &args.target, "--jobs", &jobs])?;
+    let run = child(global, &["run", "--template", &args.template, "--target", target_name, "--jobs", &jobs])?;
     let Some(run_id) = run.json["run_id"].as_str().map(str::to_owned) else {
         steps.push(step("run", &run, |_| "the run did not start".to_owned()));
-        return finish(global, args, &steps, None, None, 2);
+        return finish(global, (args, target_name), &steps, None, None, 2);
     };
     let run_ok = run.code == 0;
     steps.push(step("run", &run, |v| format!("{run_id} ok={}", v["ok"])));
     let (regression, previous_red) =
         match crate::compare::runindex::latest_pair(&global.artifacts, Some(&args.template)) {
-            Ok((before, after)) if after.status.run_id == run_id && after.status.target == args.target => {
+            Ok((before, after)) if after.status.run_id == run_id && after.status.target == target_name => {
                 let diff = child(global, &["diff", &before.status.run_id, &run_id])?;
                 let against = before.status.run_id.clone();
                 steps.push(step("diff", &diff, |v| format!("against {against}: {} regressions", v["regressions"])));
                 (diff.code == 1, Some(!before.status.is_ok()))
             }
             _ => {
-                let summary =
-                    format!("no earlier run of {} against {}: nothing to compare", args.template, args.target);
+                let summary = format!("no earlier run of {} against {target_name}: nothing to compare", args.template);
                 steps.push(Step { name: "diff", exit_code: None, summary });
                 (false, None)
             }
@@ -90,23 +89,24 @@ pub fn weekly(global: &GlobalArgs, args: &WeeklyArgs) -> Result<Verdict, CliErro
     steps.push(step("archive", &archive, |v| v["archive"].as_str().unwrap_or_default().to_owned()));
     let red = preflight.code == 1 || !run_ok || regression;
     let notice = match &target.spec.notify {
-        Some(spec) if spec.when.wants(red, previous_red) => Some(notify(spec, &run_id, args, red)),
+        Some(spec) if spec.when.wants(red, previous_red) => Some(notify(spec, &run_id, (args, target_name), red)),
         _ => None,
     };
     let failed_step = steps.iter().any(|s| s.exit_code.is_some_and(|c| c >= 2));
     let code = if failed_step { 2 } else { u8::from(red) };
-    finish(global, args, &steps, Some(&run_id), notice.as_ref(), code)
+    finish(global, (args, target_name), &steps, Some(&run_id), notice.as_ref(), code)
 }
 
 /// A finished child command: its exit code and its `--json` document.
-struct Child {
+pub(crate) struct Child {
     /// Exit code (2 when killed by a signal).
-    code: i32,
-    /// stdout parsed as JSON (`Null` when it is not).
-    json: Value,
+    pub code: i32,
+    /// The first JSON document on stdout (`Null` when there is none).
+    pub json: Value,
 }
 
-fn child(global: &GlobalArgs, args: &[&str]) -> Result<Child, CliError> {
+/// Runs `connrun --json <global options> <args>` as a child process, its stderr passed through.
+pub(crate) fn child(global: &GlobalArgs, args: &[&str]) -> Result<Child, CliError> {
     let exe = std::env::current_exe()?;
     let mut command = Command::new(exe);
     command.arg("--json").arg("--artifacts").arg(&global.artifacts).arg("--run-templates").arg(&global.run_templates);
@@ -115,7 +115,9 @@ fn child(global: &GlobalArgs, args: &[&str]) -> Result<Child, CliError> {
         command.arg("--templates-dir").arg(dir);
     }
     let output = command.args(args).stderr(std::process::Stdio::inherit()).output()?;
-    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    // A command that ends in an error after printing its result adds the error as a second document.
+    let json = serde_json::Deserializer::from_slice(&output.stdout).into_iter::<Value>().next();
+    let json = json.and_then(Result::ok).unwrap_or(Value::Null);
     Ok(Child { code: output.status.code().unwrap_or(2), json })
 }
 
@@ -128,7 +130,12 @@ fn step(name: &'static str, child: &Child, summary: impl Fn(&Value) -> String) -
 }
 
 /// Sends the notice on a runtime of its own; the text names the run, never a secret.
-fn notify(spec: &NotifySpec, run_id: &str, args: &WeeklyArgs, red: bool) -> crate::notify::NoticeOutcome {
+fn notify(
+    spec: &NotifySpec,
+    run_id: &str,
+    (args, target): (&WeeklyArgs, &str),
+    red: bool,
+) -> crate::notify::NoticeOutcome {
     let url = match spec.url.read() {
         Ok(url) => url,
         Err(message) => {
@@ -141,7 +148,7 @@ fn notify(spec: &NotifySpec, run_id: &str, args: &WeeklyArgs, red: bool) -> crat
         }
     };
     let verdict = if red { "要対応 (NG)" } else { "正常 (OK)" };
-    let text = format!("connrun weekly: {} / {} / RUN_ID={run_id}: {verdict}", args.template, args.target);
+    let text = format!("connrun weekly: {} / {target} / RUN_ID={run_id}: {verdict}", args.template);
     let first_delay = Duration::from_millis(args.notify_retry_ms);
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(crate::notify::send(&url, &text, first_delay)),
@@ -157,13 +164,13 @@ fn notify(spec: &NotifySpec, run_id: &str, args: &WeeklyArgs, red: bool) -> crat
 /// Writes the weekly record, prints the summary, returns the verdict (exit 2 as an error).
 fn finish(
     global: &GlobalArgs,
-    args: &WeeklyArgs,
+    (args, target): (&WeeklyArgs, &str),
     steps: &[Step],
     run_id: Option<&str>,
     notice: Option<&crate::notify::NoticeOutcome>,
     code: u8,
 ) -> Result<Verdict, CliError> {
-    let mut text = format!("weekly {} / {}\n", args.template, args.target);
+    let mut text = format!("weekly {} / {target}\n", args.template);
     for s in steps {
         let code = s.exit_code.map_or_else(|| "-".to_owned(), |c| c.to_string());
         text.push_str(&format!("  {:<13} exit {code}  {}\n", s.name, s.summary));
@@ -178,8 +185,7 @@ fn finish(
     }
     let record_file = match run_id {
         Some(run_id) => {
-            let record =
-                WeeklyRecord { run_id, template: &args.template, target: &args.target, exit_code: code, steps, notice };
+            let record = WeeklyRecord { run_id, template: &args.template, target, exit_code: code, steps, notice };
             Some(write_record(&global.artifacts, run_id, &record)?)
         }
         None => None,

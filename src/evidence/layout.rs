@@ -68,6 +68,18 @@ impl EvidenceLayout {
         format!("weekly/{run_id}.json")
     }
 
+    /// `matrix/<stamp>/`, in the suite folder: one run of a template against several targets, a matrix of
+    /// targets × probes linking to each target's own run (`matrix.md`, `matrix.html`). Never inside a run
+    /// folder (each run is sealed on its own) and never overwritten (a taken stamp gets `-2`, `-3`, …).
+    pub fn matrix_dir(stamp: &str) -> String {
+        format!("matrix/{stamp}")
+    }
+
+    /// The matrix in Markdown, inside [`EvidenceLayout::matrix_dir`].
+    pub const MATRIX_MD: &'static str = "matrix.md";
+    /// The matrix as one self-contained HTML file, beside [`EvidenceLayout::MATRIX_MD`].
+    pub const MATRIX_HTML: &'static str = "matrix.html";
+
     /// `httpdump/<probe>`: one probe's dump folder (the id already file-safe).
     pub fn probe_dump(probe: &str) -> String {
         format!("{}/{probe}", Self::HTTPDUMP_DIR)

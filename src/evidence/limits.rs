@@ -56,6 +56,21 @@ pub const MAX_LIST_ITEMS: usize = 64;
 /// Most targets in one targets file.
 pub const MAX_TARGETS: usize = 256;
 
+/// Most targets one command runs at once (`run --target a --target b …`): one row each in the matrix. A
+/// matrix wider than a team's clinics is a typo or a loop; 64 keeps the page readable and the runs bounded.
+pub const MAX_MATRIX_TARGETS: usize = 64;
+/// Most targets run at the same time (`--parallel-targets`). Each run already sends `--jobs` probes at once
+/// and holds an audit connection; 16 keeps the load on a shared audit database and the file handles modest.
+pub const MAX_PARALLEL_TARGETS: u8 = 16;
+/// Targets run at the same time unless `--parallel-targets` says otherwise: small, so a matrix run loads no
+/// server or audit database more than two ordinary runs would.
+pub const DEFAULT_PARALLEL_TARGETS: u8 = 2;
+/// Most runs `connrun history` lists and the trends page draws per template and target (`--last`): 200 is
+/// about four years of weekly runs, and keeps each probe's SVG a few kilobytes.
+pub const MAX_HISTORY_RUNS: usize = 200;
+/// Runs the trends page draws when `--last` is not given: a quarter of weekly runs and then some.
+pub const DEFAULT_TREND_RUNS: usize = 20;
+
 /// Most files one manifest may list (a 1,000-probe run writes about 6,000).
 pub const MAX_MANIFEST_ENTRIES: usize = 100_000;
 /// Most entries of any kind in an archive: the manifest, its files, a long-name header per file and as

@@ -5,10 +5,12 @@
 //! an environment variable or of a file, and an inline secret is refused with a message saying so. The file is
 //! parsed raw (`deny_unknown_fields`, spans kept) and validated once; secrets are read only for the target
 //! actually used, so a colleague's target with an unset variable does not block yours. Every value, table and
-//! file is bounded (`target/bounds.rs`, limits in [`crate::evidence::limits`]).
+//! file is bounded (`target/bounds.rs`, limits in [`crate::evidence::limits`]). `[groups]` names lists of
+//! targets run together (`target/groups.rs`).
 
 mod bounds;
 mod check;
+mod groups;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ use crate::probe::identity::{ClientIdentitySource, TrustSource};
 struct RawTargets {
     #[serde(default)]
     targets: BTreeMap<String, Spanned<RawTarget>>,
+    #[serde(default)]
+    groups: groups::RawGroups,
 }
 
 /// One `[targets.<name>]` table as written; keys mirror the fields of [`TargetSpec`].
@@ -251,6 +255,16 @@ pub enum TargetError {
         /// The names that exist.
         known: String,
     },
+    /// No `[groups]` entry by that name.
+    #[error("{}: no group named `{name}` under [groups] (defined: {known})", file.display())]
+    UnknownGroup {
+        /// The targets file.
+        file: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// The groups that exist.
+        known: String,
+    },
     /// A secret could not be read.
     #[error("{}: targets.{target}.{key}: {message}", file.display())]
     Secret {
@@ -272,6 +286,8 @@ pub struct Targets {
     pub file: PathBuf,
     /// Targets by name.
     pub targets: BTreeMap<String, TargetSpec>,
+    /// `[groups]`: target names run together (`--group`), every member a defined target.
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 impl Targets {
@@ -301,7 +317,17 @@ impl Targets {
             );
             targets.insert(name, spec);
         }
-        diag.finish(Targets { file: file.to_owned(), targets }).map_err(TargetError::Invalid)
+        let groups = groups::check_groups(&mut diag, raw.groups, &targets);
+        diag.finish(Targets { file: file.to_owned(), targets, groups }).map_err(TargetError::Invalid)
+    }
+
+    /// The members of `[groups] <name>`, in the order written.
+    pub fn group(&self, name: &str) -> Result<&[String], TargetError> {
+        self.groups.get(name).map(Vec::as_slice).ok_or_else(|| TargetError::UnknownGroup {
+            file: self.file.clone(),
+            name: name.to_owned(),
+            known: self.groups.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
     }
 
     /// The named target with its secrets read.

@@ -17,8 +17,9 @@ use crate::compare::runindex::LoadedRun;
 use crate::evidence::status::{RunStatus, sample_status};
 use crate::report::clock::Zone;
 use crate::report::context::{ReportContext, ReportSettings};
+use crate::report::matrix::{self, TargetResult};
 use crate::report::views::VIEWS;
-use crate::report::{DOCUMENTS, history, html, logs, register_markdown_filters, template_text, tera_error};
+use crate::report::{DOCUMENTS, history, html, logs, register_markdown_filters, template_text, tera_error, trends};
 
 /// One line of the check: a template (or a stray file) and whether it is usable.
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +144,30 @@ impl Samples {
             }
             "status_row.md.tera" => Context::from_serialize(logs::status_row(after, Some(before), "@Codex", zone)),
             "report.html.tera" => Context::from_serialize(html::context(after, &[before, after], zone)),
+            "history.html.tera" => {
+                let runs = [before, after].map(|status| LoadedRun {
+                    dir: std::path::PathBuf::new(),
+                    status: status.clone(),
+                    parity: None,
+                });
+                Context::from_serialize(trends::page(&runs, None, 20, zone))
+            }
+            "matrix.md.tera" | "matrix.html.tera" => {
+                let results = [
+                    ("clinic-a".to_owned(), TargetResult::Ran(before)),
+                    ("clinic-b".to_owned(), TargetResult::Ran(after)),
+                    ("clinic-c".to_owned(), TargetResult::Failed("no target named `clinic-c` | <x>".to_owned())),
+                ];
+                let folder = format!("artifacts/{}/matrix/20251119T013000Z/", before.suite);
+                Context::from_serialize(matrix::build(
+                    &before.template,
+                    &before.suite,
+                    &folder,
+                    &results,
+                    after.started_at,
+                    zone,
+                ))
+            }
             _ => Context::from_serialize(ReportContext::new(after, &self.settings)),
         }
     }

@@ -1,5 +1,6 @@
 //! Tera templates for the documents of the weekly routine: diff, parity, history, daily/weekly log entries,
-//! status-table rows and the self-contained HTML report.
+//! status-table rows, the self-contained HTML report, the trends page (`history --html`) and the matrix of
+//! one template run against several targets.
 //!
 //! Like the run's own Markdown ([`crate::report`]), these are compiled into the binary and can be replaced
 //! file by file from `--templates-dir`. Markdown templates get the same `md` / `md_code` / `oneline`
@@ -22,6 +23,9 @@ pub const VIEWS: &[(&str, &str)] = &[
     ("weekly.md.tera", include_str!("../../templates/weekly.md.tera")),
     ("status_row.md.tera", include_str!("../../templates/status_row.md.tera")),
     ("report.html.tera", include_str!("../../templates/report.html.tera")),
+    ("history.html.tera", include_str!("../../templates/history.html.tera")),
+    ("matrix.md.tera", include_str!("../../templates/matrix.md.tera")),
+    ("matrix.html.tera", include_str!("../../templates/matrix.html.tera")),
 ];
 
 use crate::report::tera_error as template_error;

@@ -11,14 +11,14 @@ use routine_support::{connrun, phr_seq, run_against, text};
 
 use connrun::cli::demo::DemoEnvironment;
 
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
         std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(name)).find(|p| p.is_file())
     })
 }
 
 /// Decodes a PNG and counts pixels that differ from the first one (a blank page has none).
-fn non_background_pixels(png: &[u8]) -> usize {
+pub(crate) fn non_background_pixels(png: &[u8]) -> usize {
     let decoder = png_decode(png);
     let first = decoder.first().copied().unwrap_or_default();
     decoder.iter().filter(|p| **p != first).count()

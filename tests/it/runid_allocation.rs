@@ -170,3 +170,34 @@ fn the_longest_label_makes_a_run_id_that_is_allocated_and_parsed_back() {
     assert!(dir.is_dir());
     assert_eq!(run_id.to_string().parse::<RunId>().expect("parses back"), run_id);
 }
+
+#[test]
+fn concurrent_connrun_new_processes_get_distinct_run_ids() {
+    let artifacts = tempfile::tempdir().expect("temp dir");
+    let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("run-templates");
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_connrun"))
+            .arg("--artifacts")
+            .arg(artifacts.path())
+            .arg("--run-templates")
+            .arg(&templates)
+            .args(["new", "phr-seq", "--date", "20251119"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("connrun new starts")
+    };
+
+    // Six processes started before any is waited for, so their allocations overlap.
+    let children: Vec<_> = (0..6).map(|_| spawn()).collect();
+    let ids: BTreeSet<String> = children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("connrun new finishes");
+            assert_eq!(output.status.code(), Some(0));
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        })
+        .collect();
+
+    let expected: BTreeSet<String> = (1..=6).map(|n| format!("20251119TorcaPHRSeqZ{n}")).collect();
+    assert_eq!(ids, expected, "each process its own RUN_ID, none skipped or repeated");
+}
