@@ -21,7 +21,29 @@ pub fn outcome_ja(outcome: &Outcome) -> String {
         Outcome::Timeout { during } => format!("{}にタイムアウト", during_ja(during)),
         Outcome::ProtocolError { message } => format!("HTTP プロトコルエラー（{message}）"),
         Outcome::LocalError { message } => format!("connrun 側のエラー（{message}）"),
+        Outcome::ProxyFailure { message } => format!("プロキシが CONNECT を拒否した（{message}）"),
     }
+}
+
+/// How a probe travelled, when it was not the plain way: `プロキシ経由（…）`, `再試行 1 回で成功（…）`; empty for
+/// a direct probe that stood on its first attempt.
+pub fn transport_ja(probe: &ProbeRecord) -> String {
+    let mut parts = Vec::new();
+    if let Some(proxy) = &probe.proxy {
+        let status = proxy.connect_status.map_or_else(|| "応答なし".to_owned(), |s| s.to_string());
+        parts.push(format!(
+            "プロキシ経由（{}、{}、CONNECT {status}、{:.0} ms）",
+            proxy.url, proxy.source, probe.timings.proxy_ms
+        ));
+    }
+    if !probe.retried.is_empty() {
+        let n = probe.retried.len();
+        let earlier: Vec<String> =
+            probe.retried.iter().map(|a| format!("{} 回目: {}", a.attempt, outcome_ja(&a.outcome))).collect();
+        let verdict = if probe.outcome == Outcome::Http { "で成功" } else { "でも応答なし" };
+        parts.push(format!("再試行 {n} 回{verdict}（{}）", earlier.join("; ")));
+    }
+    parts.join("; ")
 }
 
 fn during_ja(during: &str) -> String {
@@ -29,6 +51,7 @@ fn during_ja(during: &str) -> String {
         "dns" => "名前解決中".to_owned(),
         "connect" => "TCP 接続中".to_owned(),
         "tls" => "TLS ハンドシェイク中".to_owned(),
+        "proxy" => "プロキシへの CONNECT 中".to_owned(),
         "response" => "応答待ち".to_owned(),
         "body" => "本文受信中".to_owned(),
         other => format!("{other} の段階で"),
@@ -149,6 +172,9 @@ pub fn release_condition_ja(probe: &ProbeRecord) -> String {
         (Outcome::Timeout { .. }, _) => "サーバの負荷とタイムアウト設定（`timeout_seconds`）の確認",
         (Outcome::ProtocolError { .. }, _) => "プロキシ・ロードバランサを含む HTTP/1.1 経路の確認",
         (Outcome::LocalError { .. }, _) => "connrun 側の入力ファイルと証跡の書き込み先の確認",
+        (Outcome::ProxyFailure { .. }, _) => {
+            "プロキシ設定（HTTPS_PROXY・NO_PROXY、ターゲットの `proxy`）とプロキシ認証情報・許可ポートの確認"
+        }
     };
     format!("{check}のうえ再実行し、Ready ステータスを得る")
 }
@@ -167,6 +193,8 @@ pub fn change_class_ja(label: &str) -> &str {
 pub fn aspect_ja(aspect: &str) -> String {
     let known = match aspect {
         "status" => "ステータス",
+        "retries" => "再試行",
+        "proxy" => "プロキシ",
         "outcome" => "結果",
         "probe" => "プローブ",
         "phase" => "フェーズ",
@@ -201,6 +229,7 @@ mod tests {
             Outcome::Timeout { during: "tls".to_owned() },
             Outcome::ProtocolError { message: "m".to_owned() },
             Outcome::LocalError { message: "m".to_owned() },
+            Outcome::ProxyFailure { message: "m".to_owned() },
         ];
         for outcome in outcomes {
             let phrase = outcome_ja(&outcome);

@@ -67,8 +67,24 @@ pub(super) fn compare_probe(
         }
         out.push(Change { before, after, note: reasons.join("; "), ..change(class, phase, id, "status") });
     }
+    if a.retried.len() != b.retried.len() {
+        out.push(Change {
+            before: retries(a),
+            after: retries(b),
+            note: "connection-level failures retried before the final attempt (status.json `retried`)".to_owned(),
+            ..change(ChangeClass::Neutral, phase, id, "retries")
+        });
+    }
     if a.http_status.is_some() && b.http_status.is_some() {
         compare_latency(phase, id, (&a.timings, &b.timings), (options, noise), out);
+    }
+}
+
+/// `0 retries`, `1 retry`, `2 retries`: how many failed attempts came before the recorded one.
+fn retries(p: &ProbeRecord) -> String {
+    match p.retried.len() {
+        1 => "1 retry".to_owned(),
+        n => format!("{n} retries"),
     }
 }
 
