@@ -245,7 +245,10 @@ fn targets_toml(server: &DemoServer) -> String {
 }
 
 async fn run_demo(global: &GlobalArgs, args: &DemoArgs, environment: &DemoEnvironment) -> Result<Verdict, CliError> {
-    let target = Targets::load(&environment.targets_file)?.resolve(DEMO_TARGET)?;
+    let mut target = Targets::load(&environment.targets_file)?.resolve(DEMO_TARGET)?;
+    // The demo's server is this process on loopback: an operator's HTTPS_PROXY is for the network outside
+    // (curl would send even localhost through it unless NO_PROXY says otherwise).
+    target.proxy.env = None;
     let mut template = Template::load(&template_dir(global, &args.template, &environment.scratch)?)?;
     // Demo runs live apart: their own suite and label, never in the real RUN_ID sequence or history.
     template.suite = EvidenceLayout::DEMO_SUITE.to_owned();

@@ -222,9 +222,10 @@ fn query_string(url: &str) -> Vec<Pair<'_>> {
 /// One HAR entry for one probe.
 pub fn entry(probe: &ProbeRecord) -> Entry<'_> {
     let t = &probe.timings;
-    // HAR's `connect` includes `ssl`; `wait` is time to first byte; `receive` the rest of the body.
-    let connect = if t.connect_ms > 0.0 { t.connect_ms + t.tls_ms.max(0.0) } else { -1.0 };
-    let accounted = t.dns_ms.max(0.0) + t.connect_ms.max(0.0) + t.tls_ms.max(0.0) + t.ttfb_ms.max(0.0);
+    // HAR's `connect` includes `ssl` (and a proxy's CONNECT); `wait` is time to first byte; `receive` the rest.
+    let connect = if t.connect_ms > 0.0 { t.connect_ms + t.proxy_ms.max(0.0) + t.tls_ms.max(0.0) } else { -1.0 };
+    let accounted =
+        t.dns_ms.max(0.0) + t.connect_ms.max(0.0) + t.proxy_ms.max(0.0) + t.tls_ms.max(0.0) + t.ttfb_ms.max(0.0);
     let receive = (t.total_ms - accounted).max(0.0);
     let answered = probe.http_status.is_some();
     Entry {
@@ -279,8 +280,14 @@ mod tests {
     #[test]
     fn connect_includes_ssl_and_missing_phases_are_minus_one() {
         let mut probe = sample_status().probes.remove(0);
-        probe.timings =
-            crate::evidence::Timings { dns_ms: 0.0, connect_ms: 1.0, tls_ms: 4.0, ttfb_ms: 2.0, total_ms: 10.0 };
+        probe.timings = crate::evidence::Timings {
+            dns_ms: 0.0,
+            connect_ms: 1.0,
+            tls_ms: 4.0,
+            ttfb_ms: 2.0,
+            total_ms: 10.0,
+            proxy_ms: 0.0,
+        };
 
         let entry = serde_json::to_value(entry(&probe)).unwrap();
 

@@ -53,6 +53,8 @@ impl EvidenceLayout {
     pub const PARITY_MD: &'static str = "parity.md";
     /// In a probe's dump folder: `key=value` facts about the probe.
     pub const STATUS_TXT: &'static str = "status.txt";
+    /// In a probe's dump folder: the same request as one curl command, secrets by reference.
+    pub const CURL_SH: &'static str = "curl.sh";
     /// In a probe's dump folder: the response body (`.gz` appended when compressed).
     pub const RESPONSE_BODY: &'static str = "response.body";
 

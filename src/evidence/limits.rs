@@ -27,6 +27,13 @@ pub const MAX_POLL_INTERVAL_MS: i64 = 60_000;
 /// Longest total pause of one poll (attempts × interval), in milliseconds: the same hour as a timeout.
 pub const MAX_POLL_WAIT_MS: i64 = MAX_TIMEOUT_SECONDS as i64 * 1000;
 
+/// Most retries of one probe after connection-level failures: a blip is cured in one or two; more would
+/// hide an outage behind minutes of waiting.
+pub const MAX_RETRIES: u64 = 5;
+/// Longest first pause before a retry, in milliseconds (later pauses double, up to eight times this): ten
+/// seconds, so five retries wait at most a few minutes.
+pub const MAX_RETRY_BACKOFF_MS: u64 = 10_000;
+
 /// Longest RUN_ID label, in characters. A RUN_ID becomes a folder name (`.<RUN_ID>.partial`), an archive
 /// name, a header value and part of every `X-Trace-Id`; 64 keeps all of them far below the 255-byte file
 /// name limit of common file systems.
@@ -71,7 +78,7 @@ pub const MAX_HISTORY_RUNS: usize = 200;
 /// Runs the trends page draws when `--last` is not given: a quarter of weekly runs and then some.
 pub const DEFAULT_TREND_RUNS: usize = 20;
 
-/// Most files one manifest may list (a 1,000-probe run writes about 6,000).
+/// Most files one manifest may list (a 1,000-probe run writes about 7,000, `curl.sh` included).
 pub const MAX_MANIFEST_ENTRIES: usize = 100_000;
 /// Most entries of any kind in an archive: the manifest, its files, a long-name header per file and as
 /// many folders.

@@ -24,12 +24,13 @@ use runid::{AllocateError, RunId};
 pub use event_log::EventLog;
 pub use layout::EvidenceLayout;
 pub use manifest_read::{parse_manifest, read_manifest};
-pub use record::{CertFacts, CheckResult, Outcome, ProbeRecord, Timings, TlsFacts};
+pub use record::{CertFacts, CheckResult, FailedAttempt, Outcome, ProbeRecord, ProxyFacts, Timings, TlsFacts};
 pub use redacted::RedactedFile;
 
 /// The version of connrun, recorded in every run (`status.json`, `run.toml`, the HAR's creator).
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod curl;
 mod event_log;
 pub mod har;
 pub mod junit;

@@ -53,6 +53,13 @@ pub struct ProbeRecord {
     /// Requests sent for a polled probe (the evidence is the last one's); absent for single-shot probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// The proxy the probe went through (HTTP CONNECT), so the evidence shows the hop; absent when direct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyFacts>,
+    /// Attempts that failed at the connection level and were retried, oldest first; the record itself is
+    /// the last attempt. Empty when the first attempt stood (a retry is never silent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<FailedAttempt>,
 }
 
 impl ProbeRecord {
@@ -84,6 +91,9 @@ pub enum Outcome {
     ProtocolError { message: String },
     /// Something on our side failed, e.g. the request body file is unreadable or evidence could not be written.
     LocalError { message: String },
+    /// The proxy refused the tunnel (407 proxy authentication required, 403, 5xx) or broke it off; the
+    /// message names the proxy and, for 407, where the proxy password comes from.
+    ProxyFailure { message: String },
 }
 
 impl Outcome {
@@ -99,6 +109,7 @@ impl Outcome {
             Outcome::Timeout { .. } => "timeout",
             Outcome::ProtocolError { .. } => "protocol_error",
             Outcome::LocalError { .. } => "local_error",
+            Outcome::ProxyFailure { .. } => "proxy_failure",
         }
     }
 
@@ -114,6 +125,7 @@ impl Outcome {
             Outcome::Timeout { during } => format!("timeout during {during}"),
             Outcome::ProtocolError { message } => format!("protocol error: {message}"),
             Outcome::LocalError { message } => format!("local error: {message}"),
+            Outcome::ProxyFailure { message } => format!("proxy failure: {message}"),
         }
     }
 }
@@ -131,6 +143,41 @@ pub struct Timings {
     pub ttfb_ms: f64,
     /// From the start of the probe until the body was fully stored.
     pub total_ms: f64,
+    /// The HTTP CONNECT exchange with the proxy (after the TCP connect to it, before TLS); 0 when direct.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub proxy_ms: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
+}
+
+/// The proxy hop of a probe, without any credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyFacts {
+    /// The proxy as `http://host:port` (user info never kept).
+    pub url: String,
+    /// Where the proxy came from: `HTTPS_PROXY`, `https_proxy`, `ALL_PROXY`, or `targets.<name>.proxy`.
+    pub source: String,
+    /// The proxy user sent in `Proxy-Authorization`, when there was one (the password never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The proxy's answer to CONNECT (200, 407, 403, ...); absent when it gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_status: Option<u16>,
+}
+
+/// One attempt of a probe that failed at the connection level and was sent again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedAttempt {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// When it started (UTC).
+    pub started_at: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Its phase timings.
+    pub timings: Timings,
 }
 
 /// Negotiated TLS parameters.

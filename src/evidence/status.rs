@@ -290,7 +290,7 @@ pub fn sample_status() -> RunStatus {
         http_status,
         ready,
         check_failures: if ready { Vec::new() } else { vec!["body does not contain `x|y`\n<script>".to_owned()] },
-        timings: Timings { dns_ms: 0.1, connect_ms: 0.4, tls_ms: 3.0, ttfb_ms: 2.0, total_ms: 6.0 },
+        timings: Timings { dns_ms: 0.1, connect_ms: 0.4, tls_ms: 3.0, ttfb_ms: 2.0, total_ms: 6.0, proxy_ms: 0.0 },
         tls: None,
         server_chain: Vec::new(),
         request_headers: Vec::new(),
@@ -301,6 +301,8 @@ pub fn sample_status() -> RunStatus {
         response_body_file: Some(format!("httpdump/{id}/response.body")),
         audit_expected: vec!["PHR_LAYER_ID_TOKEN_ISSUE".to_owned()],
         attempts: None,
+        proxy: None,
+        retried: Vec::new(),
     };
     RunStatus {
         schema_version: STATUS_SCHEMA_VERSION,

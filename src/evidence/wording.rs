@@ -21,6 +21,7 @@ pub fn outcome_ja(outcome: &Outcome) -> String {
         Outcome::Timeout { during } => format!("{}にタイムアウト", during_ja(during)),
         Outcome::ProtocolError { message } => format!("HTTP プロトコルエラー（{message}）"),
         Outcome::LocalError { message } => format!("connrun 側のエラー（{message}）"),
+        Outcome::ProxyFailure { message } => format!("プロキシが CONNECT を拒否した（{message}）"),
     }
 }
 
@@ -29,6 +30,7 @@ fn during_ja(during: &str) -> String {
         "dns" => "名前解決中".to_owned(),
         "connect" => "TCP 接続中".to_owned(),
         "tls" => "TLS ハンドシェイク中".to_owned(),
+        "proxy" => "プロキシへの CONNECT 中".to_owned(),
         "response" => "応答待ち".to_owned(),
         "body" => "本文受信中".to_owned(),
         other => format!("{other} の段階で"),
@@ -117,6 +119,7 @@ mod tests {
             Outcome::Timeout { during: "tls".to_owned() },
             Outcome::ProtocolError { message: "m".to_owned() },
             Outcome::LocalError { message: "m".to_owned() },
+            Outcome::ProxyFailure { message: "m".to_owned() },
         ];
         for outcome in outcomes {
             let phrase = outcome_ja(&outcome);

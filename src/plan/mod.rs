@@ -158,6 +158,23 @@ impl Plan {
         self.phases.iter().flat_map(|phase| phase.probes.iter())
     }
 
+    /// `http://proxy:3128 (targets.t.proxy, user ops, password env:X)` or the environment's proxy with its
+    /// `NO_PROXY`; never a password.
+    fn proxy_line(&self) -> Option<String> {
+        let rules = &self.target.proxy;
+        if let Some((route, spec)) = rules.configured.as_ref().zip(self.target.spec.proxy.as_ref()) {
+            let user = match &spec.credentials {
+                Some((user, password)) => format!(", user {user}, password {}", password.describe()),
+                None => String::new(),
+            };
+            return Some(format!("{} ({}{user})", route.url, route.source));
+        }
+        let env = rules.env.as_ref()?;
+        let user = env.auth.as_ref().map_or_else(String::new, |a| format!(", user {}", a.user));
+        let no_proxy = rules.no_proxy.as_ref().map_or_else(String::new, |n| format!(", bypassed per {}", n.var));
+        Some(format!("{} ({}{user}{no_proxy})", env.url, env.source))
+    }
+
     /// `run.toml`: the resolved plan with secrets only by reference, and the tool version.
     pub fn to_run_toml(&self) -> String {
         let spec = &self.target.spec;
@@ -190,6 +207,9 @@ impl Plan {
                     AuditUrl::Inline(url) => url.clone(),
                     AuditUrl::Secret(reference) => reference.describe(),
                 }),
+                proxy: self.proxy_line(),
+                retries: (spec.retry.retries > 0)
+                    .then(|| format!("{} (first pause {} ms)", spec.retry.retries, spec.retry.backoff.as_millis())),
             },
             variables: self.variables.clone(),
             phases: self
@@ -271,6 +291,12 @@ struct TargetSection {
     identity: Option<String>,
     basic_user: Option<String>,
     audit_db: Option<String>,
+    /// The proxy probes go through (URL without credentials, where it came from); absent when direct.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proxy: Option<String>,
+    /// `retries` after connection-level failures; absent when 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -20,8 +20,13 @@ pub enum SecretRef {
 impl SecretRef {
     /// Reads the secret; the error names the variable or file, never the value.
     pub fn read(&self) -> Result<String, String> {
+        self.read_with(&|name| std::env::var(name).ok())
+    }
+
+    /// [`SecretRef::read`] with the environment given as a lookup (the process environment in a run).
+    pub fn read_with(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
         match self {
-            SecretRef::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
+            SecretRef::Env(name) => env(name).ok_or_else(|| format!("environment variable {name} is not set")),
             SecretRef::File(path) => limits::read_bounded_string(path, &SECRET_FILE)
                 .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
                 .map_err(|e| format!("secret file {}: {e}", path.display())),

@@ -11,6 +11,7 @@
 mod bounds;
 mod check;
 mod groups;
+mod transport;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,9 @@ use crate::plan::diag::{Collector, Problems};
 pub use crate::plan::secret::SecretRef;
 use crate::probe::BasicCredentials;
 use crate::probe::identity::{ClientIdentitySource, TrustSource};
+use crate::probe::proxy::ProxyRules;
+use crate::probe::retry::RetryPolicy;
+pub use transport::{ProxySpec, env_proxy};
 
 /// The targets file as written: `[targets.<name>]` tables.
 #[derive(Debug, Deserialize)]
@@ -41,6 +45,9 @@ struct RawTarget {
     base_url: Spanned<String>,
     readyz_url: Option<Spanned<String>>,
     timeout_seconds: Option<Spanned<u64>>,
+    retries: Option<Spanned<u64>>,
+    retry_backoff_ms: Option<Spanned<u64>>,
+    proxy: Option<Spanned<transport::RawProxy>>,
     #[serde(default)]
     tls: RawTls,
     identity: Option<Spanned<RawIdentity>>,
@@ -138,6 +145,10 @@ pub struct TargetSpec {
     pub readyz_url: Option<String>,
     /// Per-probe timeout override.
     pub timeout: Option<Duration>,
+    /// Retries after connection-level failures (none by default).
+    pub retry: RetryPolicy,
+    /// The target's own HTTP CONNECT proxy; without it the environment's `HTTPS_PROXY` rules apply.
+    pub proxy: Option<ProxySpec>,
     /// CA bundle or system roots.
     pub trust: TrustSource,
     /// Client identity, if mTLS is used.
@@ -169,6 +180,8 @@ pub struct Target {
     pub basic: Option<BasicCredentials>,
     /// Audit database URL.
     pub audit_db_url: Option<String>,
+    /// Which proxy each probe goes through (the target's, or the environment's), passwords read.
+    pub proxy: ProxyRules,
 }
 
 impl TargetSpec {
@@ -219,6 +232,7 @@ impl Target {
             secrets.push(password);
             secrets.push(url.clone());
         }
+        secrets.extend(self.proxy.secrets());
         secrets.retain(|s| !s.is_empty());
         secrets
     }
@@ -330,15 +344,20 @@ impl Targets {
         })
     }
 
-    /// The named target with its secrets read.
+    /// The named target with its secrets read and the process environment's proxy variables.
     pub fn resolve(&self, name: &str) -> Result<Target, TargetError> {
+        self.resolve_with_env(name, &|var| std::env::var(var).ok())
+    }
+
+    /// The named target with its secrets read through `env` (proxy rules still empty).
+    fn resolve_secrets(&self, name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target, TargetError> {
         let spec = self.targets.get(name).ok_or_else(|| TargetError::Unknown {
             file: self.file.clone(),
             name: name.to_owned(),
             known: self.targets.keys().cloned().collect::<Vec<_>>().join(", "),
         })?;
         let secret = |key: &str, reference: &SecretRef| {
-            reference.read().map_err(|message| TargetError::Secret {
+            reference.read_with(env).map_err(|message| TargetError::Secret {
                 file: self.file.clone(),
                 target: name.to_owned(),
                 key: key.to_owned(),
@@ -367,6 +386,6 @@ impl Targets {
             Some(AuditUrl::Secret(reference)) => Some(secret("audit.url", reference)?),
             None => None,
         };
-        Ok(Target { spec: spec.clone(), identity, basic, audit_db_url })
+        Ok(Target { spec: spec.clone(), identity, basic, audit_db_url, proxy: ProxyRules::default() })
     }
 }

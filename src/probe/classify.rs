@@ -37,6 +37,12 @@ pub fn handshake_error(error: &io::Error) -> Outcome {
     }
 }
 
+/// Whether a handshake error is the connection's own (reset, early close, broken pipe: worth another
+/// attempt) and not a TLS verdict carried inside the io error (a rejected certificate, an alert).
+pub fn is_connection_io(error: &io::Error) -> bool {
+    find_rustls_error(error).is_none()
+}
+
 /// An error from hyper while sending the request or reading the response.
 pub fn http_error(error: &hyper::Error) -> Outcome {
     if let Some(tls) = find_rustls_error(error) {

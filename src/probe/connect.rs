@@ -2,7 +2,8 @@
 //!
 //! Each phase runs against the probe's overall deadline (like curl's `--max-time`); when it passes, the
 //! outcome names the phase that was waiting. The handshake result carries what the evidence needs: the
-//! negotiated version, cipher suite, ALPN and the server's full certificate chain.
+//! negotiated version, cipher suite, ALPN and the server's full certificate chain. Through a proxy, DNS and
+//! TCP reach the proxy and a CONNECT phase (`proxy.rs`) opens the tunnel the handshake then runs over.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,8 +16,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::classify;
+use super::proxy::{self, ProxyRoute};
 use super::wire::SharedWireLog;
-use crate::evidence::{CertFacts, Outcome, TlsFacts};
+use crate::evidence::{CertFacts, Outcome, ProxyFacts, Timings, TlsFacts};
 use crate::probe::certinfo;
 
 /// Milliseconds since `since`, as recorded in timings.
@@ -82,6 +84,49 @@ pub async fn tcp_connect(
     Err(last)
 }
 
+/// DNS, TCP and (through a proxy) the CONNECT tunnel to `host:port`, each phase timed into `timings`; the
+/// proxy hop, when there is one, is noted in `hop` as soon as it is tried.
+pub async fn open(
+    (host, port): (&str, u16),
+    route: Option<&ProxyRoute>,
+    deadline: tokio::time::Instant,
+    log: &SharedWireLog,
+    timings: &mut Timings,
+    hop: &mut Option<ProxyFacts>,
+) -> Result<TcpStream, Outcome> {
+    let (connect_host, connect_port) = route.map_or((host, port), |r| (r.host.as_str(), r.port));
+    let phase = Instant::now();
+    let resolved = resolve(connect_host, connect_port, deadline).await;
+    timings.dns_ms = elapsed_ms(phase);
+    let addrs = resolved.map_err(|outcome| through(route, outcome))?;
+    let listed: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    log.info(format!("Resolved {connect_host} to {}", listed.join(", ")));
+
+    let phase = Instant::now();
+    let tcp = tcp_connect(&addrs, deadline, log).await;
+    timings.connect_ms = elapsed_ms(phase);
+    let tcp = tcp.map_err(|outcome| through(route, outcome))?;
+    let Some(route) = route else { return Ok(tcp) };
+    *hop = Some(route.facts(None));
+    let phase = Instant::now();
+    let (tunnel, status) = proxy::tunnel(tcp, route, host, port, deadline, log).await;
+    timings.proxy_ms = elapsed_ms(phase);
+    *hop = Some(route.facts(status));
+    tunnel
+}
+
+/// A DNS or TCP failure on the way to a proxy names the proxy, so nobody looks for the fault at the server.
+fn through(route: Option<&ProxyRoute>, outcome: Outcome) -> Outcome {
+    let Some(route) = route else { return outcome };
+    let via = |m: String| format!("proxy {} ({}): {m}", route.url, route.source);
+    match outcome {
+        Outcome::DnsFailure { message } => Outcome::DnsFailure { message: via(message) },
+        Outcome::ConnectionRefused { message } => Outcome::ConnectionRefused { message: via(message) },
+        Outcome::ConnectFailed { message } => Outcome::ConnectFailed { message: via(message) },
+        other => other,
+    }
+}
+
 /// What a completed handshake tells about the server.
 pub struct Handshake {
     /// The encrypted stream, ready for HTTP.
@@ -99,12 +144,24 @@ pub async fn tls_handshake(
     tcp: TcpStream,
     deadline: tokio::time::Instant,
 ) -> Result<Handshake, Outcome> {
-    let server_name = ServerName::try_from(host.to_owned())
-        .map_err(|e| Outcome::LocalError { message: format!("host {host:?} is not a valid TLS server name: {e}") })?;
+    tls_handshake_io(config, host, tcp, deadline).await.map_err(|(outcome, _)| outcome)
+}
+
+/// [`tls_handshake`], also telling whether a failure was the connection's (an I/O error such as a reset or
+/// an early close, worth another attempt) rather than a TLS verdict (a rejected certificate, never retried).
+pub async fn tls_handshake_io(
+    config: Arc<rustls::ClientConfig>,
+    host: &str,
+    tcp: TcpStream,
+    deadline: tokio::time::Instant,
+) -> Result<Handshake, (Outcome, bool)> {
+    let server_name = ServerName::try_from(host.to_owned()).map_err(|e| {
+        (Outcome::LocalError { message: format!("host {host:?} is not a valid TLS server name: {e}") }, false)
+    })?;
     let connecting = TlsConnector::from(config).connect(server_name, tcp);
     let stream = match timeout_at(deadline, connecting).await {
-        Err(_) => return Err(Outcome::Timeout { during: "tls".to_owned() }),
-        Ok(Err(e)) => return Err(classify::handshake_error(&e)),
+        Err(_) => return Err((Outcome::Timeout { during: "tls".to_owned() }, true)),
+        Ok(Err(e)) => return Err((classify::handshake_error(&e), classify::is_connection_io(&e))),
         Ok(Ok(stream)) => stream,
     };
     let (_, connection) = stream.get_ref();

@@ -1,4 +1,4 @@
-//! Writes a probe's evidence files: `request.http`, `response.headers`, `status.txt` and the trace log.
+//! Writes a probe's evidence files: `request.http`, `response.headers`, `status.txt`, `curl.sh` and the trace log.
 //!
 //! These replace the files operators used to collect by hand with `curl -v --trace-ascii`: the request as
 //! sent, the response head as received, a `key=value` status file for grep, and a timestamped trace. All of
@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::proxy::ProxyRoute;
 use super::wire::{CAPTURE_LIMIT, Direction, WireEvent, WireLog};
+use super::{ProbeBody, ProbeSpec};
 use crate::evidence::ProbeRecord;
+use crate::evidence::curl::{self, CurlBody, CurlCall, CurlRecipe};
 use crate::redact::Redactor;
 
 /// `request.http`: the captured request bytes, redacted, with a note when the capture was cut.
@@ -42,6 +45,26 @@ pub fn response_headers(log: &WireLog, record: &ProbeRecord, redactor: &Redactor
         let _ = write!(out, "{name}: {value}\r\n");
     }
     out.into_bytes()
+}
+
+/// `curl.sh`: the probe as one curl command (secrets by reference), through the redactor like every file.
+pub fn curl_sh(recipe: &CurlRecipe, spec: &ProbeSpec, route: Option<&ProxyRoute>, redactor: &Redactor) -> Vec<u8> {
+    let body = match &spec.body {
+        ProbeBody::Empty => CurlBody::Empty,
+        ProbeBody::Inline(bytes) => CurlBody::Inline(bytes),
+        ProbeBody::File(path) => CurlBody::File(path),
+    };
+    let call = CurlCall {
+        id: &spec.id,
+        method: spec.method.as_str(),
+        url: &spec.url,
+        headers: &spec.headers,
+        body,
+        max_time: spec.timeout,
+        user_agent: concat!("connrun/", env!("CARGO_PKG_VERSION")),
+        proxy: route.map(|r| &r.curl),
+    };
+    redactor.text(&curl::script(recipe, &call)).into_bytes()
 }
 
 /// `status.txt`: one `key=value` per line, curl `-w` style, for grep and shell scripts.
@@ -76,8 +99,17 @@ pub fn status_txt(record: &ProbeRecord, run_id: &str) -> String {
         ("response_body_file", record.response_body_file.clone().unwrap_or_default()),
     ];
     let attempts = record.attempts.map(|n| ("attempts", n.to_string()));
+    let proxy = record.proxy.as_ref().map(|p| {
+        let status = p.connect_status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        ("proxy", format!("{} ({}) CONNECT {status} in {:.3} ms", p.url, p.source, t.proxy_ms))
+    });
+    let retried = (!record.retried.is_empty()).then(|| {
+        let each: Vec<String> =
+            record.retried.iter().map(|a| format!("{}: {}", a.attempt, a.outcome.describe())).collect();
+        ("retried", each.join("; "))
+    });
     let mut out = String::new();
-    for (key, value) in lines.into_iter().chain(attempts) {
+    for (key, value) in lines.into_iter().chain(attempts).chain(proxy).chain(retried) {
         let _ = writeln!(out, "{key}={}", value.replace(['\r', '\n'], " "));
     }
     out

@@ -18,9 +18,10 @@ use super::body::BodySink;
 use super::chain;
 use super::checks::BodyChecks;
 use super::connect::{self, elapsed_ms};
+use super::proxy::ProxyRoute;
 use super::request::{self, RequestBody};
 use super::wire::{SharedWireLog, TeeIo};
-use super::{BasicCredentials, ProbeSpec, classify};
+use super::{BasicCredentials, ProbeSpec, classify, retry};
 use crate::evidence::{Outcome, ProbeRecord};
 use crate::redact::Redactor;
 
@@ -36,6 +37,18 @@ pub struct Exchange<'a> {
     pub redactor: &'a Redactor,
     /// Keep the response body (bounded) so the caller can read JSON values from it (captures, polls).
     pub keep_json: bool,
+    /// The proxy to tunnel through, or `None` to connect directly.
+    pub proxy: Option<&'a ProxyRoute>,
+}
+
+/// How an exchange ended: its outcome, the kept JSON, and whether another attempt may help.
+pub struct Ended {
+    /// The outcome ([`Outcome::Http`] for a complete response).
+    pub outcome: Outcome,
+    /// The body as JSON, when asked for.
+    pub json: KeptJson,
+    /// A connection-level failure (see [`super::retry`]) another attempt may cure.
+    pub transient: bool,
 }
 
 /// The response body as JSON when the exchange was asked to keep it; the error says why there is none.
@@ -118,18 +131,15 @@ pub(crate) async fn send_over(
 impl Exchange<'_> {
     /// Runs the exchange; the outcome is [`Outcome::Http`] when a full response was received. The JSON is
     /// the unredacted body (only with `keep_json`): it must never be written anywhere as is.
-    pub async fn run(
-        &self,
-        record: &mut ProbeRecord,
-        dump_dir: &Path,
-        log: &SharedWireLog,
-        started: Instant,
-    ) -> (Outcome, KeptJson) {
-        match self.try_run(record, dump_dir, log, started).await {
-            Ok(json) => (Outcome::Http, json),
+    pub async fn run(&self, record: &mut ProbeRecord, dump_dir: &Path, log: &SharedWireLog, started: Instant) -> Ended {
+        let mut tls_io = false;
+        match self.try_run(record, dump_dir, log, started, &mut tls_io).await {
+            Ok(json) => Ended { outcome: Outcome::Http, json, transient: false },
             Err(outcome) => {
                 let why = format!("no complete response ({})", outcome.describe());
-                (outcome, Err(why))
+                let sent = log.lock().sent_total > 0;
+                let transient = retry::is_transient(&outcome, tls_io, sent, &self.spec.method);
+                Ended { outcome, json: Err(why), transient }
             }
         }
     }
@@ -140,6 +150,7 @@ impl Exchange<'_> {
         dump_dir: &Path,
         log: &SharedWireLog,
         started: Instant,
+        tls_io: &mut bool,
     ) -> Result<KeptJson, Outcome> {
         let spec = self.spec;
         let deadline = connect::deadline(started, spec.timeout);
@@ -155,28 +166,22 @@ impl Exchange<'_> {
             })
             .collect();
 
+        let host_port = (endpoint.host.as_str(), endpoint.port);
+        let tcp = connect::open(host_port, self.proxy, deadline, log, &mut record.timings, &mut record.proxy).await?;
+        let peer = tcp.peer_addr().ok().filter(|_| self.proxy.is_none());
         let phase = Instant::now();
-        let resolved = connect::resolve(&endpoint.host, endpoint.port, deadline).await;
-        record.timings.dns_ms = elapsed_ms(phase);
-        let addrs = resolved?;
-        let listed: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-        log.info(format!("Resolved {} to {}", endpoint.host, listed.join(", ")));
-
-        let phase = Instant::now();
-        let tcp = connect::tcp_connect(&addrs, deadline, log).await;
-        record.timings.connect_ms = elapsed_ms(phase);
-        let tcp = tcp?;
-
-        let peer = tcp.peer_addr().ok();
-        let phase = Instant::now();
-        let handshake = connect::tls_handshake(Arc::clone(self.tls), &endpoint.host, tcp, deadline).await;
+        let handshake = connect::tls_handshake_io(Arc::clone(self.tls), &endpoint.host, tcp, deadline).await;
         record.timings.tls_ms = elapsed_ms(phase);
         let handshake = match (handshake, peer) {
             (Ok(handshake), _) => handshake,
-            (Err(outcome @ (Outcome::TlsFailure { .. } | Outcome::ClientCertRejected { .. })), Some(peer)) => {
+            // The chain is fetched again only directly: through a proxy the peer is the proxy.
+            (Err((outcome @ (Outcome::TlsFailure { .. } | Outcome::ClientCertRejected { .. }), false)), Some(peer)) => {
                 return Err(self.record_refused_chain(outcome, &endpoint.host, peer, deadline, record, log).await);
             }
-            (Err(outcome), _) => return Err(outcome),
+            (Err((outcome, io)), _) => {
+                *tls_io = io;
+                return Err(outcome);
+            }
         };
         let facts = &handshake.facts;
         log.info(format!(

@@ -21,7 +21,9 @@ pub(crate) mod exchange;
 pub mod identity;
 pub mod placeholder;
 pub mod poll;
+pub mod proxy;
 pub(crate) mod request;
+pub mod retry;
 pub mod wire;
 
 use std::path::{Path, PathBuf};
@@ -30,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::evidence::{EvidenceLayout, Outcome, ProbeRecord, Timings};
+use crate::evidence::curl::CurlRecipe;
+use crate::evidence::{EvidenceLayout, FailedAttempt, Outcome, ProbeRecord, Timings};
 
 use crate::redact::Redactor;
 use exchange::Exchange;
@@ -121,6 +124,17 @@ impl std::fmt::Debug for BasicCredentials {
     }
 }
 
+/// How a target's probes travel beyond TLS and Basic: the proxy, the retries, and how to write `curl.sh`.
+#[derive(Debug, Clone, Default)]
+pub struct Transport {
+    /// Which probes go through which proxy (the target's `proxy`, `HTTPS_PROXY`, `NO_PROXY`).
+    pub proxy: proxy::ProxyRules,
+    /// Retries after connection-level failures.
+    pub retry: retry::RetryPolicy,
+    /// Trust, identity and Basic by reference, for `httpdump/<id>/curl.sh`; no script without it.
+    pub curl: Option<CurlRecipe>,
+}
+
 /// Runs probes with one TLS configuration, one set of credentials and one redactor.
 #[derive(Clone)]
 pub struct ProbeClient {
@@ -130,12 +144,20 @@ pub struct ProbeClient {
     basic: Option<BasicCredentials>,
     /// Masks secrets in everything the probe writes.
     redactor: Arc<Redactor>,
+    /// Proxy, retries and the curl recipe (direct, no retries, no `curl.sh` by default).
+    transport: Arc<Transport>,
 }
 
 impl ProbeClient {
     /// A client for one target.
     pub fn new(tls: Arc<rustls::ClientConfig>, basic: Option<BasicCredentials>, redactor: Arc<Redactor>) -> Self {
-        Self { tls, basic, redactor }
+        Self { tls, basic, redactor, transport: Arc::default() }
+    }
+
+    /// The same client with a proxy, retries and a curl recipe.
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.transport = Arc::new(transport);
+        self
     }
 
     /// Runs one probe on a fresh connection; writes `httpdump/<id>/{request.http,response.headers,
@@ -149,23 +171,73 @@ impl ProbeClient {
     /// captures and polls) and numbers the attempt in the record (for polls). The evidence written is the
     /// same as `run`'s; the JSON is the unredacted body and is never written.
     pub async fn run_inspected(&self, spec: &ProbeSpec, run_id: &str, run_dir: &Path, inspect: Inspect) -> Inspected {
-        let started = Instant::now();
         let file_id = file_safe(&spec.id);
         let dump_rel = EvidenceLayout::probe_dump(&file_id);
         let dump_dir = run_dir.join(&dump_rel);
         let trace_dir = run_dir.join(EvidenceLayout::TRACE_DIR);
-        let log = SharedWireLog::default();
+        let route = request::endpoint(&spec.url).ok().and_then(|e| self.transport.proxy.route(&e.host, e.port));
+        let mut delays = self.transport.retry.delays();
+        let mut retried: Vec<FailedAttempt> = Vec::new();
+        let (mut record, log, ended) = loop {
+            let log = SharedWireLog::default();
+            for earlier in &retried {
+                log.info(format!("attempt {} failed: {}", earlier.attempt, earlier.outcome.describe()));
+            }
+            let (record, ended) = self.attempt(spec, inspect, route, (&dump_dir, &trace_dir), &log, &retried).await;
+            match delays.next().filter(|_| ended.transient) {
+                None => break (record, log, ended),
+                Some(delay) => {
+                    let attempt = u32::try_from(retried.len()).unwrap_or(u32::MAX).saturating_add(1);
+                    let (started_at, timings, outcome) = (record.started_at, record.timings, ended.outcome);
+                    retried.push(FailedAttempt { attempt, started_at, outcome, timings });
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        if !retried.is_empty() {
+            log.info(format!("attempt {} of this probe, after {} retried", retried.len() + 1, retried.len()));
+        }
+        record.retried = retried;
+        if ended.outcome != Outcome::Http {
+            log.info(ended.outcome.describe());
+        }
+        record.outcome = ended.outcome;
+        if let Some(file) = &record.response_body_file {
+            record.response_body_file = Some(format!("{dump_rel}/{file}"));
+        }
+        let status_ok = record.http_status.is_some_and(|s| spec.ready_statuses.contains(&s));
+        record.ready = record.outcome == Outcome::Http && status_ok && record.check_failures.is_empty();
+        let curl = self.transport.curl.as_ref().map(|recipe| dump::curl_sh(recipe, spec, route, &self.redactor));
+        let files = EvidenceFiles { run_id, dump_dir: &dump_dir, trace_dir: &trace_dir, file_id: &file_id };
+        self.write_evidence(&mut record, &files, &log, curl).await;
+        Inspected { record, json: ended.json }
+    }
+
+    /// One attempt of a probe on a fresh connection: its record (outcome still to be set) and how it ended.
+    async fn attempt(
+        &self,
+        spec: &ProbeSpec,
+        inspect: Inspect,
+        route: Option<&proxy::ProxyRoute>,
+        (dump_dir, trace_dir): (&Path, &Path),
+        log: &SharedWireLog,
+        retried: &[FailedAttempt],
+    ) -> (ProbeRecord, exchange::Ended) {
+        let started = Instant::now();
         let mut record = self.empty_record(spec);
         record.attempts = inspect.attempt;
-
-        if inspect.attempt.is_some_and(|n| n > 1) {
+        if inspect.attempt.is_some_and(|n| n > 1) || !retried.is_empty() {
             // A repeated attempt replaces the previous one's evidence; its body may have had the other name.
             for stale in [EvidenceLayout::RESPONSE_BODY, &format!("{}.gz", EvidenceLayout::RESPONSE_BODY)] {
                 let _ = tokio::fs::remove_file(dump_dir.join(stale)).await;
             }
         }
-        let (outcome, json) = match create_dirs(&dump_dir, &trace_dir).await {
-            Err(message) => (Outcome::LocalError { message: message.clone() }, Err(message)),
+        let ended = match create_dirs(dump_dir, trace_dir).await {
+            Err(message) => exchange::Ended {
+                outcome: Outcome::LocalError { message: message.clone() },
+                json: Err(message),
+                transient: false,
+            },
             Ok(()) => {
                 let exchange = Exchange {
                     spec,
@@ -173,22 +245,13 @@ impl ProbeClient {
                     basic: self.basic.as_ref(),
                     redactor: &self.redactor,
                     keep_json: inspect.keep_json,
+                    proxy: route,
                 };
-                exchange.run(&mut record, &dump_dir, &log, started).await
+                exchange.run(&mut record, dump_dir, log, started).await
             }
         };
-        if outcome != Outcome::Http {
-            log.info(outcome.describe());
-        }
-        record.outcome = outcome;
         record.timings.total_ms = connect::elapsed_ms(started);
-        if let Some(file) = &record.response_body_file {
-            record.response_body_file = Some(format!("{dump_rel}/{file}"));
-        }
-        let status_ok = record.http_status.is_some_and(|s| spec.ready_statuses.contains(&s));
-        record.ready = record.outcome == Outcome::Http && status_ok && record.check_failures.is_empty();
-        self.write_evidence(&mut record, run_id, &dump_dir, &trace_dir, &file_id, &log).await;
-        Inspected { record, json }
+        (record, ended)
     }
 
     /// Records a probe that was not sent (e.g. it needs a variable an earlier probe failed to capture):
@@ -207,7 +270,8 @@ impl ProbeClient {
             record.check_failures.push(message);
             return record;
         }
-        self.write_evidence(&mut record, run_id, &dump_dir, &trace_dir, &file_id, &log).await;
+        let files = EvidenceFiles { run_id, dump_dir: &dump_dir, trace_dir: &trace_dir, file_id: &file_id };
+        self.write_evidence(&mut record, &files, &log, None).await;
         record
     }
 
@@ -244,19 +308,21 @@ impl ProbeClient {
             response_body_file: None,
             audit_expected: spec.audit_expected.clone(),
             attempts: None,
+            proxy: None,
+            retried: Vec::new(),
         }
     }
 
-    /// Writes the dump files; a write failure is noted on the record (and makes it not Ready).
+    /// Writes the dump files (and `curl.sh` when given); a write failure is noted on the record (and makes
+    /// it not Ready).
     async fn write_evidence(
         &self,
         record: &mut ProbeRecord,
-        run_id: &str,
-        dump_dir: &Path,
-        trace_dir: &Path,
-        file_id: &str,
+        files: &EvidenceFiles<'_>,
         log: &SharedWireLog,
+        curl: Option<Vec<u8>>,
     ) {
+        let EvidenceFiles { run_id, dump_dir, trace_dir, file_id } = *files;
         let (request, response, trace) = {
             let log = log.lock();
             (
@@ -267,13 +333,16 @@ impl ProbeClient {
         };
         // status.txt is rendered as if the other files were written; should one fail, it is rendered again.
         let status = dump::status_txt(record, run_id);
-        let mut results = dump::write_all(vec![
+        let mut writes = vec![
             (dump_dir.join("request.http"), request),
             (dump_dir.join("response.headers"), response),
             (trace_dir.join(format!("{file_id}_trace.log")), trace.into_bytes()),
-            (dump_dir.join(EvidenceLayout::STATUS_TXT), status.into_bytes()),
-        ])
-        .await;
+        ];
+        if let Some(curl) = curl {
+            writes.push((dump_dir.join(EvidenceLayout::CURL_SH), curl));
+        }
+        writes.push((dump_dir.join(EvidenceLayout::STATUS_TXT), status.into_bytes()));
+        let mut results = dump::write_all(writes).await;
         let status_written = results.pop().unwrap_or(Ok(()));
         let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
         match status_written {
@@ -294,6 +363,19 @@ impl ProbeClient {
             Ok(()) => {}
         }
     }
+}
+
+/// Where one probe's files go.
+#[derive(Clone, Copy)]
+struct EvidenceFiles<'a> {
+    /// The RUN_ID, for `status.txt`.
+    run_id: &'a str,
+    /// `httpdump/<id>/` in the run folder.
+    dump_dir: &'a Path,
+    /// `trace/` in the run folder.
+    trace_dir: &'a Path,
+    /// The probe id as a file name.
+    file_id: &'a str,
 }
 
 async fn create_dirs(dump_dir: &Path, trace_dir: &Path) -> Result<(), String> {

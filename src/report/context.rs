@@ -140,6 +140,8 @@ struct ProbeView<'a> {
     outcome: &'static str,
     /// What went wrong, in Japanese (empty when Ready).
     problem: String,
+    /// The proxy hop and retries in Japanese (`プロキシ経由（…）`, `再試行 1 回で成功（…）`); empty when plain.
+    transport: String,
     /// What clears it (empty when Ready).
     condition: String,
     /// The probe as one sentence (used for the server-info row).
@@ -201,6 +203,7 @@ fn probe_view<'a>(probe: &'a ProbeRecord, status: &'a RunStatus, serverinfo: boo
         ready: probe.ready,
         outcome: probe.outcome.kind(),
         problem: wording::problem_ja(probe),
+        transport: wording::transport_ja(probe),
         condition: if probe.ready { String::new() } else { wording::release_condition_ja(probe) },
         memo: status.probe_memos.get(&probe.id).map_or("", String::as_str),
         tls: probe.tls.as_ref().map(|tls| tls.version.clone()).unwrap_or_default(),

@@ -52,6 +52,8 @@ pub struct HistoryRow {
     pub previous: Option<String>,
     /// Probes whose result moved since `previous`.
     pub changed: Vec<StatusMove>,
+    /// Probes that needed retries, with how many (`PHR-06 再試行 1 回`): such a run is not a clean one.
+    pub retried: Vec<String>,
     /// The evidence folder.
     pub evidence: String,
 }
@@ -91,6 +93,12 @@ pub fn row(status: &RunStatus, previous: Option<&RunStatus>, zone: Zone) -> Hist
         audit: audit.short,
         previous: previous.map(|p| p.run_id.clone()),
         changed: previous.map(|p| status_moves(p, status)).unwrap_or_default(),
+        retried: status
+            .probes
+            .iter()
+            .filter(|p| !p.retried.is_empty())
+            .map(|p| format!("{} 再試行 {} 回", p.id, p.retried.len()))
+            .collect(),
         evidence: evidence_root(status),
     }
 }
@@ -130,4 +138,27 @@ pub fn mean_phase_latency(status: &RunStatus) -> [f64; 5] {
     }
     let n = answered.len().max(1) as f64;
     sums.map(|s| s / n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_needed_a_retry_says_so_even_when_nothing_moved() {
+        let clean = crate::evidence::status::sample_status();
+        let mut retried = clean.clone();
+        retried.probes[0].retried.push(crate::evidence::FailedAttempt {
+            attempt: 1,
+            started_at: clean.started_at,
+            outcome: crate::evidence::Outcome::ConnectionRefused { message: "m".to_owned() },
+            timings: crate::evidence::Timings::default(),
+        });
+
+        let row = row(&retried, Some(&clean), Zone::default());
+
+        assert!(row.changed.is_empty());
+        assert_eq!(row.retried, vec![format!("{} 再試行 1 回", clean.probes[0].id)]);
+        assert!(super::row(&clean, None, Zone::default()).retried.is_empty());
+    }
 }

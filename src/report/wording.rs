@@ -10,6 +10,27 @@
 pub use crate::evidence::wording::{check_failure_ja, http_status_ja, outcome_ja, problem_ja};
 use crate::evidence::{Outcome, ProbeRecord};
 
+/// How a probe travelled, when it was not the plain way: `プロキシ経由（…）`, `再試行 1 回で成功（…）`; empty for
+/// a direct probe that stood on its first attempt.
+pub fn transport_ja(probe: &ProbeRecord) -> String {
+    let mut parts = Vec::new();
+    if let Some(proxy) = &probe.proxy {
+        let status = proxy.connect_status.map_or_else(|| "応答なし".to_owned(), |s| s.to_string());
+        parts.push(format!(
+            "プロキシ経由（{}、{}、CONNECT {status}、{:.0} ms）",
+            proxy.url, proxy.source, probe.timings.proxy_ms
+        ));
+    }
+    if !probe.retried.is_empty() {
+        let n = probe.retried.len();
+        let earlier: Vec<String> =
+            probe.retried.iter().map(|a| format!("{} 回目: {}", a.attempt, outcome_ja(&a.outcome))).collect();
+        let verdict = if probe.outcome == Outcome::Http { "で成功" } else { "でも応答なし" };
+        parts.push(format!("再試行 {n} 回{verdict}（{}）", earlier.join("; ")));
+    }
+    parts.join("; ")
+}
+
 /// The state of a probe that is not Ready, for the Pending table: `Pending（HTTP 401 認証失敗）`, or with the
 /// reason when there was no response: `Pending（応答なし）: 接続が拒否された（…）`.
 pub fn pending_state_ja(probe: &ProbeRecord) -> String {
@@ -57,6 +78,9 @@ pub fn release_condition_ja(probe: &ProbeRecord) -> String {
         (Outcome::Timeout { .. }, _) => "サーバの負荷とタイムアウト設定（`timeout_seconds`）の確認",
         (Outcome::ProtocolError { .. }, _) => "プロキシ・ロードバランサを含む HTTP/1.1 経路の確認",
         (Outcome::LocalError { .. }, _) => "connrun 側の入力ファイルと証跡の書き込み先の確認",
+        (Outcome::ProxyFailure { .. }, _) => {
+            "プロキシ設定（HTTPS_PROXY・NO_PROXY、ターゲットの `proxy`）とプロキシ認証情報・許可ポートの確認"
+        }
     };
     format!("{check}のうえ再実行し、Ready ステータスを得る")
 }
@@ -75,6 +99,8 @@ pub fn change_class_ja(label: &str) -> &str {
 pub fn aspect_ja(aspect: &str) -> String {
     let known = match aspect {
         "status" => "ステータス",
+        "retries" => "再試行",
+        "proxy" => "プロキシ",
         "outcome" => "結果",
         "probe" => "プローブ",
         "phase" => "フェーズ",

@@ -94,7 +94,8 @@ pub fn prepare(target: &Target) -> Result<Prepared, RunError> {
     let redactor = Arc::new(Redactor::new(target.secrets()));
     let tls = identity::client_tls_config(&target.spec.trust, target.identity.as_ref())
         .map_err(|source| RunError::Identity { target: target.spec.name.clone(), source })?;
-    let client = ProbeClient::new(Arc::new(tls), target.basic.clone(), redactor.clone());
+    let client =
+        ProbeClient::new(Arc::new(tls), target.basic.clone(), redactor.clone()).with_transport(target.transport());
     Ok(Prepared { client, redactor })
 }
 

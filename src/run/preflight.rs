@@ -56,6 +56,10 @@ pub struct PreflightInput {
     pub auth: AuthRequest,
     /// The SQL that must run on the audit database without error: the run's queries, or the built-in check.
     pub audit_queries: Vec<SchemaQuery>,
+    /// The proxy rules the probes follow, so the TCP/TLS checks take the probes' path. The audit database is
+    /// reached directly (an HTTP CONNECT proxy is for HTTPS); `readyz_url` goes through reqwest, which
+    /// follows the environment's proxy variables itself.
+    pub proxy: crate::probe::proxy::ProxyRules,
 }
 
 /// The one authenticated request of preflight (the `basic_auth` check).
@@ -97,6 +101,7 @@ impl PreflightInput {
                 accepted: vec![200],
             },
             audit_queries: vec![SchemaQuery::built_in()],
+            proxy: target.proxy.clone(),
         }
     }
 
@@ -144,6 +149,7 @@ impl PreflightInput {
         if let Some(password) = self.audit_db_url.as_deref().and_then(crate::plan::target::url_password) {
             secrets.push(password);
         }
+        secrets.extend(self.proxy.secrets());
         secrets.retain(|s| !s.is_empty());
         secrets
     }

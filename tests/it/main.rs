@@ -3,6 +3,7 @@
 
 mod fuzz_support;
 mod probe_support;
+mod proxy_support;
 mod routine_support;
 
 mod architecture;
@@ -31,6 +32,7 @@ mod pki_real_server;
 mod probe_preflight;
 mod probe_tls;
 mod probe_tls_rejection;
+mod probe_transport;
 mod report_demo_snapshot;
 mod report_html_browser;
 mod report_markdown;

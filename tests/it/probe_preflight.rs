@@ -72,6 +72,7 @@ async fn input(pki: &Pki, client_ca_of_server: &devpki::Authority) -> PreflightI
         timeout: Duration::from_secs(30),
         auth: auth(BASIC_PASSWORD, None),
         audit_queries: vec![SchemaQuery::built_in()],
+        proxy: Default::default(),
     }
 }
 
@@ -203,6 +204,7 @@ async fn refused_port_fails_the_tcp_check() {
         timeout: Duration::from_secs(30),
         auth: auth(BASIC_PASSWORD, None),
         audit_queries: vec![SchemaQuery::built_in()],
+        proxy: Default::default(),
     };
 
     let results = preflight(&input).await;

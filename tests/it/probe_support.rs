@@ -73,6 +73,8 @@ pub enum ServerKind<'a> {
     Silent,
     /// Completes the TLS handshake with this certificate, then answers with bytes that are not HTTP.
     NotHttp { cert: Identity },
+    /// Closes the first `drops` connections at once (a blip), then serves like `Tls` without client auth.
+    DropsFirst { cert: Identity, drops: usize },
 }
 
 /// Starts a listener on 127.0.0.1:0 and returns its address; it lives as long as the test's runtime.
@@ -95,6 +97,27 @@ pub async fn start(kind: ServerKind<'_>) -> SocketAddr {
                     let Ok(mut tls) = acceptor.accept(stream).await else { continue };
                     let _ = tls.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
                     let _ = tls.shutdown().await;
+                }
+            });
+        }
+        ServerKind::DropsFirst { cert, drops } => {
+            let acceptor = TlsAcceptor::from(Arc::new(server_config(&cert, None, false)));
+            tokio::spawn(async move {
+                let mut dropped = 0;
+                while let Ok((stream, _)) = listener.accept().await {
+                    if dropped < drops {
+                        dropped += 1;
+                        // Read nothing, close at once: the client's handshake meets an early close or a reset.
+                        drop(stream);
+                        continue;
+                    }
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(stream).await else { return };
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tls), service_fn(answer))
+                            .await;
+                    });
                 }
             });
         }

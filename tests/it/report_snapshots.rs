@@ -52,7 +52,7 @@ fn refused(id: &str, name: &str, phase: &str, method: &str, path: &str) -> Probe
         http_status: None,
         ready: false,
         check_failures: Vec::new(),
-        timings: Timings { dns_ms: 0.2, connect_ms: 0.3, tls_ms: 0.0, ttfb_ms: 0.0, total_ms: 0.6 },
+        timings: Timings { dns_ms: 0.2, connect_ms: 0.3, tls_ms: 0.0, ttfb_ms: 0.0, total_ms: 0.6, proxy_ms: 0.0 },
         tls: None,
         server_chain: Vec::new(),
         request_headers: Vec::new(),
@@ -63,6 +63,8 @@ fn refused(id: &str, name: &str, phase: &str, method: &str, path: &str) -> Probe
         response_body_file: None,
         audit_expected: vec![],
         attempts: None,
+        proxy: None,
+        retried: Vec::new(),
     }
 }
 

@@ -173,3 +173,53 @@ fn oversized_targets_and_secret_files_are_refused_by_name() {
     assert!(secret_error.contains("targets.a.basic.password"), "{secret_error}");
     assert!(secret_error.contains("over the limit of 64 KiB for a secret file"), "{secret_error}");
 }
+
+// Proxies and retries (issue 12): each mistake is named by line and key, a password is never accepted inline.
+
+#[test]
+fn proxy_and_retry_mistakes_are_refused_naming_the_key() {
+    let text = "[targets.a]\nbase_url = \"https://a.example\"\nretries = 6\nretry_backoff_ms = 60000\n\
+                [targets.a.proxy]\nurl = \"http://ops:hunter2@proxy.example:3128\"\n\
+                [targets.b]\nbase_url = \"https://b.example\"\n\
+                [targets.b.proxy]\nurl = \"socks5://proxy.example:1080\"\n\
+                [targets.c]\nbase_url = \"https://c.example\"\n\
+                [targets.c.proxy]\nurl = \"http://proxy.example:3128\"\nuser = \"ops\"\npassword = \"hunter2\"\n\
+                [targets.d]\nbase_url = \"https://d.example\"\n\
+                [targets.d.proxy]\nurl = \"http://proxy.example:3128\"\npassword_env = \"PROXY_PASSWORD\"\n";
+
+    let message = problems(text);
+
+    for expected in [
+        "targets.toml:3:11: targets.a.retries: 6 is out of range: 0 to 5 retries",
+        "targets.toml:4:20: targets.a.retry_backoff_ms: 60000 is out of range: the first pause before a retry is 0 to 10000",
+        "targets.toml:6:7: targets.a.proxy.url: credentials are refused in the URL",
+        "targets.toml:10:7: targets.b.proxy.url: only http:// proxies (HTTP CONNECT) are supported",
+        "targets.toml:16:12: targets.c.proxy.password: inline secrets are refused",
+        "targets.d.proxy.user: a proxy password needs proxy.user",
+    ] {
+        assert!(message.contains(expected), "missing {expected:?} in:\n{message}");
+    }
+    assert!(!message.contains("hunter2"), "a secret is never echoed: {message}");
+}
+
+#[test]
+fn a_target_proxy_and_retries_load_with_the_password_by_reference() {
+    let text = "[targets.a]\nbase_url = \"https://a.example\"\nretries = 2\n\
+                [targets.a.proxy]\nurl = \"http://proxy.example\"\nuser = \"ops\"\npassword_env = \"PROXY_PASSWORD\"\n";
+    let targets = Targets::parse(Path::new("targets.toml"), text).expect("valid");
+
+    let spec = &targets.targets["a"];
+    let proxy = spec.proxy.as_ref().expect("proxy");
+    assert_eq!((proxy.url(), spec.retry.retries), ("http://proxy.example:1080".to_owned(), 2));
+    let unset = targets.resolve_with_env("a", &|_| None).unwrap_err().to_string();
+    assert!(unset.contains("targets.a.proxy.password: environment variable PROXY_PASSWORD is not set"), "{unset}");
+    let env = targets.resolve_with_env("a", &|name| (name == "PROXY_PASSWORD").then(|| "pw".to_owned())).unwrap();
+    assert_eq!(env.proxy.configured.map(|r| r.source), Some("targets.a.proxy".to_owned()));
+    let bad_env = targets.resolve_with_env("a", &|name| match name {
+        "PROXY_PASSWORD" => Some("pw".to_owned()),
+        "HTTPS_PROXY" => Some("https://proxy.example".to_owned()),
+        _ => None,
+    });
+    let message = bad_env.unwrap_err().to_string();
+    assert!(message.contains("environment variable HTTPS_PROXY: only http:// proxies"), "{message}");
+}

@@ -332,4 +332,25 @@ mod tests {
         let summary: Vec<(&str, ChangeClass)> = changes.iter().map(|c| (c.subject.as_str(), c.class)).collect();
         assert_eq!(summary, vec![("PHR-06", ChangeClass::Regression), ("PHR-07", ChangeClass::Neutral)]);
     }
+
+    #[test]
+    fn a_run_that_needed_a_retry_is_not_silently_identical_to_a_clean_one() {
+        let clean = crate::evidence::status::sample_status();
+        let mut retried = clean.clone();
+        let first = crate::evidence::FailedAttempt {
+            attempt: 1,
+            started_at: retried.probes[0].started_at,
+            outcome: crate::evidence::Outcome::ConnectionRefused { message: "127.0.0.1:8443".to_owned() },
+            timings: crate::evidence::Timings::default(),
+        };
+        retried.probes[0].retried.push(first);
+
+        let changes = compare(&clean, &retried, &DiffOptions::default(), &NoiseFloor::default());
+
+        let retry = changes.iter().find(|c| c.aspect == "retries").expect("the retry is listed");
+        assert_eq!(
+            (retry.class, retry.before.as_str(), retry.after.as_str()),
+            (ChangeClass::Neutral, "再試行 0 回", "再試行 1 回")
+        );
+    }
 }

@@ -60,9 +60,22 @@ pub(super) fn compare_probe(
         let note = if b.ready { String::new() } else { problem_ja(b) };
         out.push(Change { before, after, note, ..change(class, phase, id, "status") });
     }
+    if a.retried.len() != b.retried.len() {
+        out.push(Change {
+            before: retries(a),
+            after: retries(b),
+            note: "接続レベルの失敗で再試行した回数（status.json の `retried`）".to_owned(),
+            ..change(ChangeClass::Neutral, phase, id, "retries")
+        });
+    }
     if a.http_status.is_some() && b.http_status.is_some() {
         compare_latency(phase, id, (&a.timings, &b.timings), (options, noise), out);
     }
+}
+
+/// `再試行 0 回`, `再試行 1 回`: how many failed attempts came before the recorded one.
+fn retries(p: &ProbeRecord) -> String {
+    format!("再試行 {} 回", p.retried.len())
 }
 
 pub(super) fn timing_fields(t: &Timings) -> [(&'static str, f64); 5] {

@@ -87,6 +87,12 @@ impl Checker<'_, '_> {
             self.max_bytes(audit.url_file.as_ref(), "audit.url_file");
             self.max_name(audit.url_env.as_ref(), "audit.url_env");
         }
+        if let Some(proxy) = raw.proxy.as_ref().map(Spanned::get_ref) {
+            self.max_bytes(Some(&proxy.url), "proxy.url");
+            self.max_bytes(proxy.user.as_ref(), "proxy.user");
+            self.max_bytes(proxy.password_file.as_ref(), "proxy.password_file");
+            self.max_name(proxy.password_env.as_ref(), "proxy.password_env");
+        }
         self.string_table(&raw.headers, "headers", MAX_HEADERS);
         self.string_table(&raw.variables, "variables", MAX_VARIABLES);
     }

@@ -58,6 +58,8 @@ impl Checker<'_, '_> {
     pub(super) fn target(&mut self, file: &Path, raw: RawTarget, text: &str) -> TargetSpec {
         self.bound_target(&raw);
         let timeout = self.timeout(raw.timeout_seconds.as_ref());
+        let retry = self.retries(raw.retries.as_ref(), raw.retry_backoff_ms.as_ref());
+        let proxy = raw.proxy.as_ref().and_then(|spanned| self.proxy(spanned));
         let base_url = raw.base_url.get_ref().trim_end_matches('/').to_owned();
         if !base_url.starts_with("https://") || base_url.len() <= "https://".len() {
             self.problem(raw.base_url.span(), "base_url", "expected an https:// URL, e.g. https://phr.example.jp:8443");
@@ -117,6 +119,8 @@ impl Checker<'_, '_> {
             base_url,
             readyz_url: raw.readyz_url.map(Spanned::into_inner),
             timeout,
+            retry,
+            proxy,
             trust,
             identity,
             basic,

@@ -14,7 +14,7 @@ use http_body_util::BodyExt as _;
 use tokio::time::timeout_at;
 
 use super::{AuthRequest, PreflightInput};
-use crate::evidence::{CheckResult, Outcome};
+use crate::evidence::{CheckResult, Outcome, Timings};
 use crate::probe::request::{self, Endpoint, RequestBody};
 use crate::probe::wire::SharedWireLog;
 use crate::probe::{ProbeBody, ProbeSpec, connect, exchange};
@@ -38,11 +38,10 @@ pub(super) async fn checks(
     let started = Instant::now();
     let deadline = connect::deadline(started, input.timeout);
     let log = SharedWireLog::default();
-    let tcp = match connect::resolve(&endpoint.host, endpoint.port, deadline).await {
-        Ok(addrs) => connect::tcp_connect(&addrs, deadline, &log).await,
-        Err(outcome) => Err(outcome),
-    };
-    let tcp = match tcp {
+    let route = input.proxy.route(&endpoint.host, endpoint.port);
+    let (mut timings, mut hop) = (Timings::default(), None);
+    let opened = connect::open((&endpoint.host, endpoint.port), route, deadline, &log, &mut timings, &mut hop).await;
+    let tcp = match opened {
         Ok(tcp) => tcp,
         Err(outcome) => {
             return vec![CheckResult::new("tcp_connect", false, format!("{place}: {}", outcome.describe()))];
@@ -50,7 +49,8 @@ pub(super) async fn checks(
     };
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| endpoint.authority.clone());
     let ms = connect::elapsed_ms(started);
-    let connected = CheckResult::new("tcp_connect", true, format!("{place}: connected to {peer} in {ms:.1} ms"));
+    let via = route.map_or_else(String::new, |r| format!(" through proxy {} ({}), tunnel open", r.url, r.source));
+    let connected = CheckResult::new("tcp_connect", true, format!("{place}: connected to {peer}{via} in {ms:.1} ms"));
     let config = match config {
         Ok(config) => config,
         Err(e) => {
