@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::phr::RouteSpec;
 use crate::state::{AppState, Shared};
 use crate::storage::{BlobStore, StorageError};
-use crate::tls::TlsSetupError;
+use crate::tls::{LiveTls, TlsSetupError};
 use crate::{ops, paths, phr, serverinfo};
 
 /// Why the server could not start.
@@ -61,8 +61,9 @@ pub struct Listeners {
 pub struct App {
     /// The shared state; callers reach the database and blob store through it (seeding, tests).
     pub state: AppState,
-    /// The PHR listener's rustls configuration, loaded at build time so a bad certificate fails start-up.
-    tls: Arc<rustls::ServerConfig>,
+    /// The PHR listener's rustls configuration, loaded at build time so a bad certificate or CRL fails
+    /// start-up, and replaced when the client CRLs are reloaded.
+    tls: Arc<LiveTls>,
 }
 
 /// Installs aws-lc-rs as rustls' process-wide provider; harmless when already installed.
@@ -74,7 +75,8 @@ impl App {
     /// Connects to and migrates the database, loads keys and TLS material.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         install_crypto_provider();
-        let tls = crate::tls::server_config(&config.tls)?;
+        let metrics = Arc::<Metrics>::default();
+        let tls = LiveTls::new(config.tls.clone(), config.revocation.clone(), metrics.clone())?;
         let layer = LayerSigner::load(&config.layer)?;
         match &layer {
             Some(signer) => tracing::info!(fingerprint = signer.fingerprint(), "Layer ID key loaded"),
@@ -89,7 +91,6 @@ impl App {
             tracing::warn!("{warning}");
         }
         let images = BlobStore::local(&config.image_store_dir)?;
-        let metrics = Arc::<Metrics>::default();
         let auth = Authenticator::new(db.clone(), &config.auth, config.clock.clone(), metrics.clone())
             .map_err(|e| StartupError::Auth(e.to_string()))?;
         let image_budget = ImageBudget::for_database(&db, config.image.burst_bytes, config.image.burst_window);
@@ -97,6 +98,12 @@ impl App {
         let export = ExportService::new(&config.export).map_err(StartupError::ExportStorage)?;
         let shared = Shared { config, db, audit, auth, layer, images, image_budget, metrics, export };
         Ok(Self { state: AppState::new(shared), tls })
+    }
+
+    /// The PHR listener's TLS configuration in force: `reload(true)` re-reads the client CRLs at once (what the
+    /// binary does on SIGHUP); the server also polls them while it serves.
+    pub fn tls(&self) -> Arc<LiveTls> {
+        self.tls.clone()
     }
 
     /// The PHR router (without the TLS layer), for the accept loop.
@@ -124,8 +131,11 @@ impl App {
             }
         });
         let workers = WorkerPool::start(self.state.clone(), stop_rx.clone());
+        let crl_stop = tokio_util::sync::CancellationToken::new();
+        let crl_watch = tokio::spawn(self.tls.clone().watch(crl_stop.clone()));
         let mut settings = crate::listener::Settings {
             tls: self.tls.clone(),
+            proxy: self.state.config.proxy_protocol.clone(),
             limits: self.state.config.connections,
             grace: self.state.config.shutdown_grace,
             metrics: self.state.metrics.clone(),
@@ -142,6 +152,8 @@ impl App {
             phr::guard::audit_refused_head(&audit_state, peer, too_large, reason)
         });
         crate::listener::serve(listeners.phr, router, settings, phr_stop).await;
+        crl_stop.cancel();
+        let _ = crl_watch.await;
         let _ = ops_task.await;
         workers.stop().await;
         self.state.db.close().await;

@@ -12,6 +12,8 @@ pub mod auth;
 pub mod connections;
 pub mod error;
 pub mod export;
+pub mod proxy;
+pub mod revocation;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,8 @@ use auth::{AuthArgs, AuthLimits};
 use connections::{ConnectionArgs, ConnectionLimits};
 pub use error::ConfigError;
 use export::{ExportArgs, ExportConfig};
+use proxy::{ProxyArgs, ProxyProtocol};
+use revocation::{RevocationArgs, RevocationConfig};
 
 /// Flags and variables of `phr-server serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,7 +53,9 @@ pub struct ServeArgs {
     #[arg(long, env = "PHR_TLS_CLIENT_CA")]
     pub tls_client_ca: PathBuf,
 
-    /// Comma-separated peer IPs whose X-Forwarded-For is trusted for the audit row's ip_address.
+    /// Comma-separated peer IPs whose X-Forwarded-For (and -Proto, -Host) is trusted for the audit row's
+    /// ip_address: only for a proxy that terminates HTTP itself. Behind a TCP (L4) balancer, which cannot add
+    /// headers to a TLS stream, use PHR_PROXY_PROTOCOL instead.
     #[arg(long, env = "PHR_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpAddr>,
 
@@ -83,6 +89,12 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub revocation: RevocationArgs,
+
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
 
     /// Seconds in-flight requests get to finish after SIGTERM or ctrl-c.
     #[arg(long, env = "PHR_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
@@ -163,7 +175,12 @@ impl Default for ImagePolicy {
 pub struct Config {
     pub database_url: String,
     pub tls: TlsMaterial,
+    /// CRL files client certificates are checked against, and how often they are re-read.
+    pub revocation: RevocationConfig,
+    /// Peers whose `X-Forwarded-*` headers are trusted (HTTP-terminating proxies only).
     pub trusted_proxies: Vec<IpAddr>,
+    /// The PROXY protocol on the PHR listener (an L4 balancer announcing the client address).
+    pub proxy_protocol: ProxyProtocol,
     /// Raw sources; `layer_key` loads and checks them at start-up (fail fast).
     pub layer: LayerKeyArgs,
     pub image: ImagePolicy,
@@ -186,7 +203,9 @@ impl Config {
         Self {
             database_url: database_url.into(),
             tls,
+            revocation: RevocationConfig::default(),
             trusted_proxies: Vec::new(),
+            proxy_protocol: ProxyProtocol::default(),
             layer: LayerKeyArgs::default(),
             image: ImagePolicy::default(),
             image_store_dir: image_store_dir.into(),
@@ -222,7 +241,9 @@ impl ServeArgs {
         Ok(Config {
             database_url: database_url.to_owned(),
             tls: TlsMaterial { cert_chain, key: std::sync::Arc::new(key), client_ca },
+            revocation: self.revocation.validate()?,
             trusted_proxies: self.trusted_proxies.clone(),
+            proxy_protocol: self.proxy.validate()?,
             layer: self.layer.clone(),
             image: ImagePolicy {
                 max_bytes: self.image_max_bytes,

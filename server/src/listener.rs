@@ -6,7 +6,9 @@
 //! socket is closed at once, before any TLS work, and counted (`phr_connections_refused_total`), so a flood
 //! of connections costs the server a descriptor for a moment and never exhausts them. What happens on one
 //! connection (handshake, timeouts, idle close, draining) is [`connection`]; which state a connection is in
-//! is [`activity`].
+//! is [`activity`]; the PROXY protocol header an L4 balancer sends first is [`proxy`], and the bytes read
+//! past it are put back in front of the socket by [`rewind`]. The rustls configuration is read from
+//! [`LiveTls`] for every connection, so a reloaded CRL applies to the next handshake.
 //!
 //! Shutdown is injected as a future: when it resolves the loop stops accepting and tells every connection;
 //! quiet ones close at once, the others finish their responses for up to the grace period, and whatever is
@@ -14,6 +16,8 @@
 
 mod activity;
 mod connection;
+pub mod proxy;
+mod rewind;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,20 +26,22 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::connections::ConnectionLimits;
+use crate::config::proxy::ProxyProtocol;
 use crate::metrics::Metrics;
-use crate::tls::OnRefusedHead;
+use crate::tls::{LiveTls, OnRefusedHead};
 
 /// What the accept loop needs besides the socket and the router.
 pub struct Settings {
-    /// The PHR listener's rustls configuration (client certificate required).
-    pub tls: Arc<ServerConfig>,
+    /// The PHR listener's rustls configuration in force (client certificate required, CRLs reloadable).
+    pub tls: Arc<LiveTls>,
+    /// The PROXY protocol settings (off unless an L4 balancer announces client addresses).
+    pub proxy: ProxyProtocol,
     /// Connection cap, timeouts and HTTP/2 stream limit.
     pub limits: ConnectionLimits,
     /// How long in-flight requests may run on after shutdown begins.
@@ -55,7 +61,8 @@ pub async fn serve(listener: TcpListener, router: Router, settings: Settings, sh
     let limits = settings.limits;
     let permits = Arc::new(Semaphore::new(usize::try_from(limits.max_connections).unwrap_or(usize::MAX)));
     let shared = Arc::new(connection::Shared {
-        acceptor: tokio_rustls::TlsAcceptor::from(settings.tls),
+        tls: settings.tls,
+        proxy: settings.proxy,
         router,
         http: http_builder(&limits),
         limits,

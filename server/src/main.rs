@@ -107,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let (phr, ops) = (listeners.phr.local_addr()?, listeners.ops.local_addr()?);
             let app = App::build(config).await?;
+            reload_on_sighup(app.tls());
             // The bound addresses, so that port 0 (tests, ad-hoc runs) tells where it landed.
             tracing::info!(%phr, %ops, "phr-server listening");
             app.serve(listeners, shutdown_signal()).await;
@@ -200,6 +201,27 @@ fn init_tracing(format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// Re-reads the client CRLs (PHR_TLS_CLIENT_CRL) on every SIGHUP; a failed reload keeps the CRLs in force and
+/// has been logged with the file.
+fn reload_on_sighup(tls: std::sync::Arc<phr_server::tls::LiveTls>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP cannot be handled; CRLs are reloaded by polling only");
+            return;
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading PHR_TLS_CLIENT_CRL");
+                let tls = tls.clone();
+                let _ = tokio::task::spawn_blocking(move || tls.reload(true)).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tls);
 }
 
 /// Resolves on SIGTERM or ctrl-c.

@@ -1,6 +1,6 @@
 //! Prometheus metrics for `/metrics`: requests by route and status, a latency histogram, audit writes,
-//! throttle decisions, export jobs by state, and the PHR listener's connections (open, refused over the cap,
-//! closed by a limit).
+//! throttle decisions, export jobs by state, the PHR listener's connections (open, refused over the cap,
+//! closed by a limit, a revoked certificate or a missing PROXY header), and the client CRLs in force.
 //!
 //! The set is small and fixed, so it is kept in a few mutex-guarded maps and rendered in the text
 //! exposition format by hand rather than pulling in a metrics framework. Each update takes one short,
@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +48,14 @@ pub struct Metrics {
     /// Finished verifications by result, and calls refused before one by reason.
     auth_results: Mutex<BTreeMap<&'static str, u64>>,
     auth_refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Whether client CRLs are in force (their gauges are rendered only then).
+    crl_in_force: AtomicBool,
+    /// Revoked certificates listed by the CRLs in force.
+    crl_revoked: AtomicI64,
+    /// The earliest `nextUpdate` of the CRLs in force, Unix seconds (0: none has one).
+    crl_next_update: AtomicI64,
+    /// CRL reloads by result (`ok`, `failed`); the load at start-up is not counted.
+    crl_reloads: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Why a call needing a password check was refused before the check ran.
@@ -64,6 +72,14 @@ pub enum AuthRefusal {
 pub enum ConnectionClose {
     /// The TLS handshake failed (no, foreign or expired certificate, bad protocol).
     HandshakeFailed,
+    /// The client certificate is listed as revoked by a CRL of `PHR_TLS_CLIENT_CRL`.
+    CertificateRevoked,
+    /// PROXY protocol on, and the connection came from a source outside `PHR_PROXY_PROTOCOL_FROM`.
+    ProxyUntrusted,
+    /// PROXY protocol on, and a trusted source sent no valid header (or one of a version not accepted).
+    ProxyHeaderInvalid,
+    /// PROXY protocol on, and the header did not arrive within `PHR_TLS_HANDSHAKE_TIMEOUT_SECONDS`.
+    ProxyHeaderTimeout,
     /// The TLS handshake did not finish within `PHR_TLS_HANDSHAKE_TIMEOUT_SECONDS`.
     HandshakeTimeout,
     /// A request's headers did not arrive within `PHR_HEADER_READ_TIMEOUT_SECONDS` (hyper's HTTP/1.1 timer),
@@ -79,6 +95,10 @@ impl ConnectionClose {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::HandshakeFailed => "handshake_failed",
+            Self::CertificateRevoked => "certificate_revoked",
+            Self::ProxyUntrusted => "proxy_untrusted_source",
+            Self::ProxyHeaderInvalid => "proxy_header_invalid",
+            Self::ProxyHeaderTimeout => "proxy_header_timeout",
             Self::HandshakeTimeout => "handshake_timeout",
             Self::HeaderTimeout => "header_timeout",
             Self::Idle => "idle",
@@ -181,6 +201,18 @@ impl Metrics {
         *lock(&self.auth_refusals).entry(reason).or_default() += 1;
     }
 
+    /// The client CRLs now in force list `revoked` certificates; the first goes stale at `next_update`.
+    pub fn crl_loaded(&self, revoked: usize, next_update: Option<i64>) {
+        self.crl_revoked.store(i64::try_from(revoked).unwrap_or(i64::MAX), Ordering::Relaxed);
+        self.crl_next_update.store(next_update.unwrap_or(0), Ordering::Relaxed);
+        self.crl_in_force.store(true, Ordering::Release);
+    }
+
+    /// A reload of the client CRLs succeeded (new CRLs in force) or failed (the old ones stay).
+    pub fn crl_reload(&self, ok: bool) {
+        *lock(&self.crl_reloads).entry(if ok { "ok" } else { "failed" }).or_default() += 1;
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -228,7 +260,32 @@ impl Metrics {
         }
         self.render_connections(&mut out);
         self.render_auth(&mut out);
+        self.render_crl(&mut out);
         out
+    }
+
+    fn render_crl(&self, out: &mut String) {
+        render_counter(
+            out,
+            "phr_tls_crl_reloads_total",
+            "Reloads of PHR_TLS_CLIENT_CRL by result (failed: the CRLs in force stayed).",
+            "result",
+            &self.crl_reloads,
+        );
+        if !self.crl_in_force.load(Ordering::Acquire) {
+            return;
+        }
+        for (name, help, value) in [
+            ("phr_tls_crl_revoked_certificates", "Certificates revoked by the CRLs in force.", &self.crl_revoked),
+            (
+                "phr_tls_crl_next_update_timestamp_seconds",
+                "Earliest nextUpdate of the CRLs in force (0: none); alert before it passes.",
+                &self.crl_next_update,
+            ),
+        ] {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", value.load(Ordering::Relaxed));
+        }
     }
 
     fn render_auth(&self, out: &mut String) {

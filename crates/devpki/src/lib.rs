@@ -5,15 +5,17 @@
 //! in the field (expired, issued by an unknown CA, issued for another host). Generating them at run time keeps
 //! private keys out of git and lets each test own its PKI. Everything here is real X.509 made by rcgen with
 //! the aws-lc-rs backend; PKCS#12 files are written with p12-keystore, in both the modern (AES-256/PBES2, as
-//! OpenSSL 3 writes) and the legacy (3DES) encodings.
+//! OpenSSL 3 writes) and the legacy (3DES) encodings. A CA also signs CRLs, current or past their
+//! `nextUpdate`, revoking any of the certificates it issued.
 
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SerialNumber,
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 
 /// Why generating a certificate or a PKCS#12 file failed.
@@ -25,6 +27,37 @@ pub enum PkiError {
     Pkcs12(String),
     #[error("{0}")]
     Rsa(&'static str),
+    #[error("cannot read the serial number of a certificate to revoke: {0}")]
+    Serial(String),
+}
+
+/// When a CRL was issued and when the next one is due.
+#[derive(Debug, Clone, Copy)]
+pub struct CrlSpec {
+    /// CRL number (monotonic per issuer).
+    pub number: u64,
+    pub this_update: OffsetDateTime,
+    pub next_update: OffsetDateTime,
+}
+
+impl CrlSpec {
+    /// CRL number `number`, issued an hour ago, next one due in 7 days.
+    pub fn current(number: u64) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            number,
+            this_update: now - Duration::from_secs(3600),
+            next_update: now + Duration::from_secs(7 * 86_400),
+        }
+    }
+
+    /// The same CRL, but its `nextUpdate` passed yesterday (issued 8 days ago).
+    pub fn stale(mut self) -> Self {
+        let now = OffsetDateTime::now_utc();
+        self.this_update = now - Duration::from_secs(8 * 86_400);
+        self.next_update = now - Duration::from_secs(86_400);
+        self
+    }
 }
 
 /// A certificate authority that can issue leaf certificates.
@@ -168,6 +201,48 @@ impl Authority {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Identity { chain: vec![cert.der().clone(), self.cert_der()], key_pkcs8: key.serialize_der() })
     }
+}
+
+impl Authority {
+    /// A CRL signed by this CA revoking the leaf certificates of `revoked` (key compromise, an hour ago).
+    pub fn revocation_list(
+        &self,
+        revoked: &[&Identity],
+        spec: CrlSpec,
+    ) -> Result<CertificateRevocationListDer<'static>, PkiError> {
+        let revoked_certs = revoked
+            .iter()
+            .map(|identity| {
+                Ok(RevokedCertParams {
+                    serial_number: serial_of(identity.leaf())?,
+                    revocation_time: spec.this_update,
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, PkiError>>()?;
+        let params = CertificateRevocationListParams {
+            this_update: spec.this_update,
+            next_update: spec.next_update,
+            crl_number: SerialNumber::from(spec.number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.der().clone())
+    }
+}
+
+/// A CRL as a PEM `X509 CRL` block.
+pub fn crl_pem(der: &CertificateRevocationListDer<'_>) -> String {
+    pem_block("X509 CRL", der)
+}
+
+fn serial_of(der: &CertificateDer<'_>) -> Result<SerialNumber, PkiError> {
+    use x509_parser::prelude::FromDer as _;
+    let (_, cert) =
+        x509_parser::certificate::X509Certificate::from_der(der).map_err(|e| PkiError::Serial(e.to_string()))?;
+    Ok(SerialNumber::from_slice(cert.raw_serial()))
 }
 
 impl Identity {

@@ -23,14 +23,19 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 use super::activity::{Activity, GuardedBody, Tracked};
+use super::proxy;
+use super::rewind::Rewind;
 use crate::config::connections::ConnectionLimits;
+use crate::config::proxy::ProxyProtocol;
 use crate::metrics::{ConnectionClose, Metrics};
-use crate::tls::{OnRefusedHead, PeerInfo, describe_certificate};
+use crate::tls::{LiveTls, OnRefusedHead, PeerInfo, describe_certificate};
 
 /// What every connection task shares.
 pub struct Shared {
-    /// The TLS acceptor with the server's rustls configuration.
-    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// The server's rustls configuration in force (replaced when the client CRLs are reloaded).
+    pub tls: Arc<LiveTls>,
+    /// Whether connections start with a PROXY protocol header, and from which balancers.
+    pub proxy: ProxyProtocol,
     /// The PHR router every request goes to.
     pub router: Router,
     /// HTTP/1.1 and HTTP/2 settings (header-read timeout, stream limits).
@@ -52,14 +57,21 @@ enum Ended {
 }
 
 /// Serves one accepted TCP connection until it is closed.
-pub async fn run(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, shutdown: CancellationToken) {
-    let handshake = tokio::time::timeout(shared.limits.handshake_timeout, shared.acceptor.accept(tcp));
+pub async fn run(shared: Arc<Shared>, mut tcp: TcpStream, socket: SocketAddr, shutdown: CancellationToken) {
+    let timeout = shared.limits.handshake_timeout;
+    let Some((addr, early)) = proxy::admit(&shared.proxy, &mut tcp, socket, timeout, &shared.metrics, &shutdown).await
+    else {
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.current());
+    let handshake = tokio::time::timeout(timeout, acceptor.accept(Rewind::new(tcp, early)));
     let stream = tokio::select! {
         result = handshake => match result {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
-                tracing::info!(%addr, %error, "TLS handshake refused");
-                shared.metrics.connection_closed(ConnectionClose::HandshakeFailed);
+                let reason = refusal(&error);
+                tracing::info!(%addr, %error, reason = reason.as_str(), "TLS handshake refused");
+                shared.metrics.connection_closed(reason);
                 return;
             }
             Err(_) => {
@@ -100,6 +112,16 @@ pub async fn run(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, shutdown
     };
     shared.metrics.connection_closed(reason);
     drain(connection, &activity, |c| c.graceful_shutdown()).await;
+}
+
+/// Why rustls refused a handshake, as counted: a revoked client certificate apart from everything else.
+fn refusal(error: &std::io::Error) -> ConnectionClose {
+    match error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => {
+            ConnectionClose::CertificateRevoked
+        }
+        _ => ConnectionClose::HandshakeFailed,
+    }
 }
 
 /// Polls the connection until it ends, or until it should be closed.

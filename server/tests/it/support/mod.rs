@@ -144,6 +144,14 @@ pub struct Options {
     pub shutdown_grace: std::time::Duration,
     /// Password checks at once, queued, and the per-certificate failure throttle.
     pub auth: phr_server::config::auth::AuthLimits,
+    /// Client CRL files and their polling (off by default).
+    pub revocation: phr_server::config::revocation::RevocationConfig,
+    /// The PROXY protocol on the PHR listener (off by default).
+    pub proxy_protocol: phr_server::config::proxy::ProxyProtocol,
+    /// A PKI made by the test (to sign CRLs before the server starts); a fresh one when `None`.
+    pub pki: Option<Arc<Pki>>,
+    /// Client CAs trusted besides the PKI's own.
+    pub extra_client_ca: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl Default for Options {
@@ -158,6 +166,10 @@ impl Default for Options {
             connections: phr_server::config::connections::ConnectionLimits::default(),
             shutdown_grace: std::time::Duration::from_secs(5),
             auth: phr_server::config::auth::AuthLimits::default(),
+            revocation: phr_server::config::revocation::RevocationConfig::default(),
+            proxy_protocol: phr_server::config::proxy::ProxyProtocol::default(),
+            pki: None,
+            extra_client_ca: Vec::new(),
         }
     }
 }
@@ -206,6 +218,8 @@ pub struct TestServer {
     pub clock: Clock,
     pub pki: Arc<Pki>,
     pub backend: Backend,
+    /// The PHR listener's TLS configuration in force; `reload(true)` is what SIGHUP does to the binary.
+    pub tls: Arc<phr_server::tls::LiveTls>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// Shared with sibling instances ([`TestServer::sibling`]); removed when the last one goes.
@@ -220,12 +234,12 @@ impl TestServer {
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PHR_LOG").unwrap_or_else(|_| "warn".into()))
             .with_test_writer()
             .try_init();
-        let pki = Pki::new();
+        let pki = options.pki.clone().unwrap_or_else(|| Arc::new(Pki::new()));
         let images = tempfile::tempdir().expect("image dir");
         let tls = TlsMaterial {
             cert_chain: pki.server.chain.clone(),
             key: Arc::new(pki.server.private_key()),
-            client_ca: vec![pki.ca.cert_der()],
+            client_ca: [pki.ca.cert_der()].into_iter().chain(options.extra_client_ca.iter().cloned()).collect(),
         };
         let clock = Clock::manual(options.clock_start);
         let mut config = Config::new(db.url.clone(), tls, images.path());
@@ -235,6 +249,8 @@ impl TestServer {
         config.shutdown_grace = options.shutdown_grace;
         config.connections = options.connections;
         config.auth = options.auth;
+        config.revocation = options.revocation.clone();
+        config.proxy_protocol = options.proxy_protocol.clone();
         config.export = options.export.clone();
         if let phr_server::export::StorageSettings::Filesystem { base } = &mut config.export.storage
             && base.as_path() == std::path::Path::new(phr_server::config::export::DEFAULT_FS_BASE)
@@ -249,7 +265,7 @@ impl TestServer {
         let app = App::build(config).await.expect("server builds");
         let seed = SeedArgs { patients: options.seed_patients, user_password: PASSWORD.to_owned() };
         phr_server::seed::run(&app.state.db, &app.state.images, &seed).await.expect("seed");
-        Self::serve(app, Arc::new(pki), clock, Arc::new(db), Arc::new(images)).await
+        Self::serve(app, pki, clock, Arc::new(db), Arc::new(images)).await
     }
 
     /// A second server instance on the same database, files, configuration, clock and PKI, on ports of its
@@ -265,6 +281,7 @@ impl TestServer {
         let phr_addr = phr.local_addr().expect("addr");
         let ops_addr = ops.local_addr().expect("addr");
         let state = app.state.clone();
+        let tls = app.tls();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(Listeners { phr, ops }, async move {
             let _ = rx.await;
@@ -277,6 +294,7 @@ impl TestServer {
             clock,
             pki,
             backend: db.backend,
+            tls,
             shutdown: Some(tx),
             task: Some(task),
             _images: images,
