@@ -24,6 +24,16 @@ pub const DEFAULT_PREFIX: &str = "facility/{facilityId}/jobs/";
 /// The folder artifacts go to when `PHR_EXPORT_FS_BASE` is not set.
 pub const DEFAULT_FS_BASE: &str = "data/exports";
 
+/// `PHR_EXPORT_MAX_QUEUED_PER_FACILITY` by default: enough for a clinic's daily batches, far from a flood.
+pub const DEFAULT_MAX_QUEUED_PER_FACILITY: u32 = 10;
+/// Accepted range of `PHR_EXPORT_MAX_QUEUED_PER_FACILITY` (0 would refuse every export).
+pub const MAX_QUEUED_PER_FACILITY_RANGE: std::ops::RangeInclusive<u32> = 1..=10_000;
+/// `PHR_EXPORT_MAX_RUNNING_PER_FACILITY` by default: one facility's exports run one after the other, so the
+/// default two workers serve two facilities at once.
+pub const DEFAULT_MAX_RUNNING_PER_FACILITY: u32 = 1;
+/// Accepted range of `PHR_EXPORT_MAX_RUNNING_PER_FACILITY` (0 would never run a job).
+pub const MAX_RUNNING_PER_FACILITY_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000;
+
 /// `PHR_EXPORT_STORAGE_TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 #[clap(rename_all = "UPPER")]
@@ -109,9 +119,17 @@ pub struct ExportArgs {
     #[arg(long, env = "PHR_EXPORT_ARTIFACT_RETENTION_SECONDS", default_value_t = 86_400)]
     pub export_artifact_retention_seconds: u64,
 
-    /// Largest number of patients one export may name.
+    /// Largest number of patients one export may name; more is 400 invalidPayload naming patientIds.
     #[arg(long, env = "PHR_EXPORT_MAX_PATIENTS", default_value_t = 100_000)]
     pub export_max_patients: usize,
+
+    /// PENDING jobs one facility may have; one more submit is 429 throttled with Retry-After (1..=10000).
+    #[arg(long, env = "PHR_EXPORT_MAX_QUEUED_PER_FACILITY", default_value_t = DEFAULT_MAX_QUEUED_PER_FACILITY)]
+    pub export_max_queued_per_facility: u32,
+
+    /// RUNNING jobs one facility may have across every instance; its next job waits for a slot (1..=1000).
+    #[arg(long, env = "PHR_EXPORT_MAX_RUNNING_PER_FACILITY", default_value_t = DEFAULT_MAX_RUNNING_PER_FACILITY)]
+    pub export_max_running_per_facility: u32,
 }
 
 /// The HMAC key of download URLs. Its `Debug` never shows the value.
@@ -212,7 +230,12 @@ pub struct ExportConfig {
     pub max_attempts: u32,
     /// How long a SUCCEEDED job's artifact is kept before the job becomes EXPIRED.
     pub artifact_retention: Duration,
+    /// Patients one job may name (`PHR_EXPORT_MAX_PATIENTS`).
     pub max_patients: usize,
+    /// PENDING jobs one facility may have; checked with the insert, atomically across instances.
+    pub max_queued_per_facility: u32,
+    /// RUNNING jobs one facility may have; the claim skips a facility at its cap.
+    pub max_running_per_facility: u32,
     /// How often idle workers look for jobs submitted by other processes.
     pub poll_interval: Duration,
 }
@@ -232,6 +255,8 @@ impl Default for ExportConfig {
             max_attempts: 3,
             artifact_retention: Duration::from_secs(86_400),
             max_patients: 100_000,
+            max_queued_per_facility: DEFAULT_MAX_QUEUED_PER_FACILITY,
+            max_running_per_facility: DEFAULT_MAX_RUNNING_PER_FACILITY,
             poll_interval: Duration::from_secs(2),
         }
     }
@@ -290,6 +315,16 @@ impl ExportArgs {
             )?),
             max_patients: usize::try_from(positive(self.export_max_patients as u64, "PHR_EXPORT_MAX_PATIENTS")?)
                 .unwrap_or(1),
+            max_queued_per_facility: within(
+                self.export_max_queued_per_facility,
+                MAX_QUEUED_PER_FACILITY_RANGE,
+                "PHR_EXPORT_MAX_QUEUED_PER_FACILITY",
+            )?,
+            max_running_per_facility: within(
+                self.export_max_running_per_facility,
+                MAX_RUNNING_PER_FACILITY_RANGE,
+                "PHR_EXPORT_MAX_RUNNING_PER_FACILITY",
+            )?,
             poll_interval: Duration::from_secs(2),
         })
     }
@@ -318,6 +353,15 @@ impl ExportArgs {
             kms_key: self.export_s3_kms_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned),
             static_credentials: None,
         }))
+    }
+}
+
+/// `value` when it lies in `range`, else an error naming `variable` and the range.
+fn within(value: u32, range: std::ops::RangeInclusive<u32>, variable: &'static str) -> Result<u32, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(variable, format!("is {value}; it must be {}..={}", range.start(), range.end())))
     }
 }
 
@@ -411,6 +455,30 @@ mod tests {
         assert!(check_endpoint("http://localhost:9321").is_ok());
         assert!(check_endpoint("http://s3.example.com").is_err());
         assert!(check_endpoint("https://s3.example.com").is_ok());
+    }
+
+    #[test]
+    fn per_facility_caps_are_bounded_and_a_bad_one_names_its_variable() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            export: ExportArgs,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from([&["phr-server"], args].concat()).unwrap().export.validate();
+        let defaults = parse(&[]).unwrap();
+        assert_eq!((defaults.max_queued_per_facility, defaults.max_running_per_facility), (10, 1));
+        let set = parse(&["--export-max-queued-per-facility", "3", "--export-max-running-per-facility", "2"]).unwrap();
+        assert_eq!((set.max_queued_per_facility, set.max_running_per_facility), (3, 2));
+        for (flag, value, variable, range) in [
+            ("--export-max-queued-per-facility", "0", "PHR_EXPORT_MAX_QUEUED_PER_FACILITY", "1..=10000"),
+            ("--export-max-queued-per-facility", "10001", "PHR_EXPORT_MAX_QUEUED_PER_FACILITY", "1..=10000"),
+            ("--export-max-running-per-facility", "0", "PHR_EXPORT_MAX_RUNNING_PER_FACILITY", "1..=1000"),
+            ("--export-max-running-per-facility", "1001", "PHR_EXPORT_MAX_RUNNING_PER_FACILITY", "1..=1000"),
+        ] {
+            let message = parse(&[flag, value]).unwrap_err().to_string();
+            assert!(message.contains(variable) && message.contains(range), "{flag} {value}: {message}");
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! A job must survive a crash of the process that accepted or was running it, so its whole state lives in
 //! one row and every transition is one conditional UPDATE (the condition names the state it leaves, and for
 //! worker transitions the run's `lease_id`). That gives the guarantees the spec asks for without any
-//! in-memory bookkeeping: two workers never run the same job (claiming is `FOR UPDATE SKIP LOCKED` on
-//! PostgreSQL and a single-writer `UPDATE … WHERE state = 'PENDING' … RETURNING` on SQLite), a worker that
+//! in-memory bookkeeping: two workers never run the same job (claiming, in `queue.rs` with the per-facility
+//! caps and the fair order, is one `UPDATE … RETURNING` under a claim lock), a worker that
 //! lost its job cannot overwrite the run that replaced it, and a job left RUNNING by a dead worker is found by
 //! its stale heartbeat and requeued, or failed with a reason once it has used up its attempts.
 
@@ -133,7 +133,8 @@ pub struct ClaimedJob {
     pub lease_id: String,
 }
 
-const COLUMNS: &str = "job_id, facility_id, state, requested_by, request_json, patient_count, progress, attempts, \
+/// Every column a [`JobRow`] reads, for `SELECT` and `RETURNING` (also `queue::claim`'s).
+pub(super) const COLUMNS: &str = "job_id, facility_id, state, requested_by, request_json, patient_count, progress, attempts, \
      queued_at_ms, started_at_ms, finished_at_ms, heartbeat_at_ms, lease_id, artifact_key, artifact_bytes, \
      error_code, error_message";
 
@@ -228,38 +229,6 @@ pub async fn cancel(tx: &mut DbTx, job_id: Uuid, facility_id: &str, now_ms: i64)
          WHERE job_id = $1 AND facility_id = $2 AND state = 'PENDING'";
     let job_id = job_id.to_string();
     Ok(execute(tx, SQL, &[Arg::Text(&job_id), Arg::Text(facility_id), Arg::Int(now_ms)]).await? == 1)
-}
-
-/// Claims the oldest PENDING job for a new run, or `None` when there is nothing to do.
-pub async fn claim(db: &Db, worker_id: &str, now_ms: i64) -> Result<Option<ClaimedJob>, sqlx::Error> {
-    let lease_id = Uuid::new_v4().to_string();
-    let set = "SET state = 'RUNNING', lease_id = $1, worker_id = $2, started_at_ms = $3, heartbeat_at_ms = $3, \
-               attempts = attempts + 1, progress = 0, error_code = NULL, error_message = NULL";
-    let pick = match db {
-        // Row lock on the chosen job; concurrent claimers skip it instead of waiting for it.
-        Db::Postgres(_) => {
-            "(SELECT job_id FROM phr_async_job WHERE state = 'PENDING' \
-             ORDER BY queued_at_ms, job_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-        }
-        // SQLite has one writer at a time; the repeated state condition makes the claim exclusive anyway.
-        Db::Sqlite(_) => {
-            "(SELECT job_id FROM phr_async_job WHERE state = 'PENDING' \
-             ORDER BY queued_at_ms, job_id LIMIT 1) AND state = 'PENDING'"
-        }
-    };
-    let sql = format!("UPDATE phr_async_job {set} WHERE job_id = {pick} RETURNING {COLUMNS}");
-    let row = with_pool!(db, |pool| {
-        sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql.as_str()))
-            .bind(&lease_id)
-            .bind(worker_id)
-            .bind(now_ms)
-            .fetch_optional(pool)
-            .await
-    })?;
-    Ok(row.and_then(|row| {
-        let job_id = Uuid::parse_str(&row.job_id).ok()?;
-        Some(ClaimedJob { row, job_id, lease_id })
-    }))
 }
 
 /// Records liveness and progress of a run; `false` means the run no longer owns the job (stop building).

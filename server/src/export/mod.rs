@@ -1,7 +1,7 @@
 //! Phase F: asynchronous PHR exports, their artifacts, and single-use signed download URLs.
 //!
 //! A `POST /export` becomes a durable job row ([`job`]); a pool of workers started with the server
-//! ([`worker`]) claims it, streams a ZIP of one PHRContainer per patient into artifact storage ([`archive`],
+//! ([`worker`]) claims it in a fair order with per-facility caps ([`queue`]), streams a ZIP of one PHRContainer per patient into artifact storage ([`archive`],
 //! [`store`]), and records the outcome. `GET /status/{jobId}` of a finished job mints a signed, single-use,
 //! short-lived https URL ([`signed_url`]) through which the artifact is streamed back by the server. The HTTP
 //! handlers live in `phr::export` and the settings in `config::export`; this module has no HTTP types and
@@ -10,6 +10,7 @@
 
 pub mod archive;
 pub mod job;
+pub mod queue;
 pub mod service;
 pub mod signed_url;
 pub mod store;

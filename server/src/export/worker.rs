@@ -1,7 +1,7 @@
 //! The export worker pool: claims PENDING jobs, builds their artifacts, heartbeats, and recovers abandoned ones.
 //!
 //! The pool starts with the server ([`WorkerPool::start`] in `App::serve`) and stops with its shutdown future.
-//! Each worker loops: claim the oldest PENDING job (see [`job::claim`] for the locking), build its ZIP on a
+//! Each worker loops: claim the next PENDING job in the fair order (see [`queue::claim`]), build its ZIP on a
 //! blocking thread, and record the outcome, every write conditional on the run's lease. While a job runs a
 //! separate task heartbeats it, so a slow patient never makes a live run look dead; if a heartbeat finds the
 //! lease gone (the job was recovered elsewhere), the build stops. A maintenance task recovers RUNNING jobs with
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::archive::{self, ArchiveError, ArchiveJob, ArchiveSummary};
 use super::job::{self, ClaimedJob, ExportSpec};
+use super::queue;
 use super::service::ExportService;
 use crate::clock::Clock;
 use crate::config::export::ExportConfig;
@@ -136,7 +137,7 @@ async fn maintenance<H: WorkerHost>(app: H, cancel: CancellationToken) {
 async fn work<H: WorkerHost>(app: H, worker_id: String, cancel: CancellationToken) {
     while !cancel.is_cancelled() {
         let now = job::millis(app.clock().now());
-        match job::claim(app.db(), &worker_id, now).await {
+        match queue::claim(app.db(), &worker_id, now, app.settings().max_running_per_facility).await {
             Ok(Some(claimed)) => run(&app, claimed, &cancel).await,
             Ok(None) => {
                 tokio::select! {

@@ -6,6 +6,7 @@
 //! Decisions where the spec is silent: a job of another facility answers 403 forbiddenFacility (the spec's
 //! rule for other facilities' data; job ids are random UUIDs, so this reveals nothing guessable); every
 //! requested patient must exist in the caller's facility at submission (404 patientNotFound naming them);
+//! a facility at its queue cap is answered 429 throttled with `Retry-After` (the spec's code for a limit);
 //! an `X-Forwarded-Proto: http` from a trusted proxy refuses any export call with 400 insecureScheme; the
 //! artifact URL requires the same mTLS + Basic + facility as every PHR call, on top of its signature.
 
@@ -31,6 +32,7 @@ use crate::audit::{Action, AuditTx};
 use crate::config::export::normalise_public_base;
 use crate::error::{ApiError, ErrorCode};
 use crate::export::job::{self, JobRow, JobState, NewJob};
+use crate::export::queue::{self, Admission};
 use crate::export::signed_url::{self, IssueRequest, RedeemError};
 use crate::paths;
 use crate::state::AppState;
@@ -41,6 +43,8 @@ use validate::{PhrExportRequest, validate};
 const MAX_EXPORT_BODY: usize = 4 * 1024 * 1024;
 /// Patient ids checked per existence query at submission.
 const EXISTENCE_BATCH: usize = 200;
+/// `Retry-After` of a submit refused because the facility's queue is full: about one small export's run.
+const QUEUE_FULL_RETRY_SECONDS: u32 = 30;
 /// Who issues the URLs, for `PHR_SIGNED_URL_ISSUED.signedUrlIssuer`.
 const SIGNED_URL_ISSUER: &str = "phr-server";
 
@@ -145,8 +149,11 @@ pub async fn submit(State(app): State<AppState>, meta: RequestMeta, uri: Uri, bo
             spec: &spec,
             now_ms,
         };
+        let max_queued = app.config.export.max_queued_per_facility;
         let (row, tx) = pipeline::change(&app, async |tx| {
-            job::insert(&mut *tx, &new_job).await?;
+            if let Admission::QueueFull { queued, max } = queue::insert_within_cap(tx, &new_job, max_queued).await? {
+                return Err(queue_full(&caller.facility_id, queued, max));
+            }
             job::find(tx, job_id).await?.ok_or_else(|| ApiError::internal("inserted job vanished"))
         })
         .await?;
@@ -273,6 +280,21 @@ pub async fn artifact(
             .audit_if_incomplete(Action::ExportArtifact))
     })
     .await
+}
+
+/// 429 throttled for a submit over the facility's queue cap (`PHR_EXPORT_MAX_QUEUED_PER_FACILITY`), with
+/// `Retry-After` and, for the audit row, the count and the cap.
+fn queue_full(facility_id: &str, queued: i64, max: u32) -> ApiError {
+    ApiError::new(
+        ErrorCode::Throttled,
+        format!(
+            "facility {facility_id} already has {queued} export jobs waiting; at most {max} may wait at once \
+             (retry when one has started, or cancel one)"
+        ),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(QUEUE_FULL_RETRY_SECONDS))
+    .with_detail("queuedJobs", queued)
+    .with_detail("maxQueuedPerFacility", max)
 }
 
 /// A job id that is not a UUID is 400 invalidJobId.

@@ -8,6 +8,7 @@ use crate::support::export::{export_config, wait_for_state};
 use crate::support::{self, Options, TestServer, backends};
 use phr_server::export::ExportSpec;
 use phr_server::export::job::{self, NewJob};
+use phr_server::export::queue;
 use uuid::Uuid;
 
 /// Writes a job as a crashed worker leaves it: RUNNING, with `attempts` runs so far and a heartbeat from
@@ -173,7 +174,7 @@ async fn concurrent_claims_never_hand_out_the_same_job_twice() {
             job::insert(&server.app.db, &new).await.expect("insert");
         }
 
-        // Act: 8 claimers race until the queue is empty.
+        // Act: 8 claimers race until the queue is empty (a running cap of 20 lets one facility take all 20).
         // (claims carry the manual clock's "now" as their heartbeat, so recovery leaves them alone)
         let now = job::millis(server.clock.now());
         let claimers = (0..8).map(|i| {
@@ -181,7 +182,7 @@ async fn concurrent_claims_never_hand_out_the_same_job_twice() {
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    match job::claim(&db, &format!("racer-{i}"), now).await.expect("claim") {
+                    match queue::claim(&db, &format!("racer-{i}"), now, 20).await.expect("claim") {
                         Some(claimed) => mine.push(claimed.job_id),
                         // On PostgreSQL a claim racing a committed claim can come back empty while other
                         // jobs are still PENDING (the row it locked no longer matched); only stop when none is.

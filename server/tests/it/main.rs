@@ -17,6 +17,7 @@ mod check_secrets;
 mod common_rules;
 mod connections;
 mod every_answer;
+mod export_fair;
 mod export_interrupted;
 mod export_large;
 mod export_lifecycle;

@@ -321,6 +321,17 @@ impl TestServer {
         Self::serve(app, pki, clock, _db, _images).await
     }
 
+    /// [`TestServer::restart`] with the configuration changed by `change` first (e.g. workers switched on
+    /// once a queue has been filled).
+    pub async fn restart_with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        self.shutdown().await;
+        let mut config = self.app.config.clone();
+        change(&mut config);
+        let app = App::build(config).await.expect("server rebuilds");
+        let TestServer { pki, clock, _images, _db, .. } = self;
+        Self::serve(app, pki, clock, _db, _images).await
+    }
+
     /// Shuts down and drops the test's database.
     pub async fn stop(mut self) {
         self.shutdown().await;
