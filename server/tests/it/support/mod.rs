@@ -134,6 +134,8 @@ pub struct Options {
     pub shutdown_grace: std::time::Duration,
     /// Password checks at once, queued, and the per-certificate failure throttle.
     pub auth: phr_server::config::auth::AuthLimits,
+    /// Signed audit checkpoints (key, destination, frequency); `None` writes none.
+    pub audit_checkpoints: Option<phr_server::config::audit::CheckpointConfig>,
 }
 
 impl Default for Options {
@@ -148,6 +150,7 @@ impl Default for Options {
             connections: phr_server::config::connections::ConnectionLimits::default(),
             shutdown_grace: std::time::Duration::from_secs(5),
             auth: phr_server::config::auth::AuthLimits::default(),
+            audit_checkpoints: None,
         }
     }
 }
@@ -226,6 +229,7 @@ impl TestServer {
         config.connections = options.connections;
         config.auth = options.auth;
         config.export = options.export.clone();
+        config.audit_checkpoints = options.audit_checkpoints.clone();
         if let phr_server::export::StorageSettings::Filesystem { base } = &mut config.export.storage
             && base.as_path() == std::path::Path::new(phr_server::config::export::DEFAULT_FS_BASE)
         {
