@@ -211,3 +211,71 @@ async fn a_final_checkpoint_is_written_on_shutdown() {
         assert!(out.contains(&format!("{} documents", names.len())), "{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkpoints_go_to_an_s3_prefix_and_verify_from_there() {
+    let Some(endpoint) = crate::export_s3::s3_endpoint().await else { return };
+    let s3 = reqwest::Client::new();
+    for db in support::backends().await {
+        // Arrange: a bucket of this test's own, checkpoints under a prefix in it.
+        let bucket = format!("phr-audit-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+        let created = crate::export_s3::moto(&s3, reqwest::Method::PUT, &format!("{endpoint}/{bucket}"), "s3")
+            .body("<CreateBucketConfiguration><LocationConstraint>ap-northeast-1</LocationConstraint></CreateBucketConfiguration>")
+            .send()
+            .await
+            .expect("create bucket");
+        assert!(created.status().is_success(), "create bucket: {}", created.text().await.unwrap_or_default());
+        let keys = tempfile::tempdir().unwrap();
+        let public_key = keys.path().join("audit.pub.pem");
+        let (_, key) = SigningKey::generate().unwrap();
+        std::fs::write(&public_key, key.public_key().to_pem()).unwrap();
+        let dest = format!("s3://{bucket}/phr/checkpoints");
+        let CheckpointDest::S3 { mut settings, prefix } =
+            CheckpointDest::parse(&dest, Some("ap-northeast-1"), Some(&endpoint)).unwrap()
+        else {
+            panic!("an S3 destination")
+        };
+        settings.static_credentials = Some(phr_server::export::StaticCredentials {
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+        });
+        let mut options = options(&Arc::new(key), keys.path());
+        if let Some(checkpoints) = options.audit_checkpoints.as_mut() {
+            checkpoints.dest = CheckpointDest::S3 { settings, prefix };
+        }
+        let mut server = TestServer::start(db, options).await;
+        for i in 0..3 {
+            server.get_traced("allergy/P0001", &format!("s3-{i}")).send().await.unwrap();
+        }
+        let head = read_rows(&server).await.last().unwrap().id;
+        let url = server.app.config.database_url.clone();
+
+        // Act: shut down (the final checkpoint), then verify from the bucket as the operator would.
+        server.shutdown().await;
+        let output = Command::new(env!("CARGO_BIN_EXE_phr-server"))
+            .args(["audit", "verify", "--database-url", &url, "--checkpoints", &dest, "--public-key"])
+            .arg(&public_key)
+            .env("PHR_AUDIT_CHECKPOINT_S3_REGION", "ap-northeast-1")
+            .env("PHR_AUDIT_CHECKPOINT_S3_ENDPOINT", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .unwrap();
+
+        // Assert: the head's document is in the bucket under the prefix, and the table agrees with it.
+        let listing = crate::export_s3::moto(
+            &s3,
+            reqwest::Method::GET,
+            &format!("{endpoint}/{bucket}?list-type=2&prefix=phr/checkpoints/"),
+            "s3",
+        )
+        .send()
+        .await
+        .expect("list objects");
+        let listed = listing.text().await.unwrap();
+        assert!(listed.contains(&format!("phr/checkpoints/checkpoint-main-{head:020}.json")), "{listed}");
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(out.contains("audit chain intact") && !out.contains("CHECKPOINT"), "{out}");
+    }
+}
