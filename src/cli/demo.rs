@@ -3,8 +3,9 @@
 //! It generates a CA, a loopback server certificate and a client certificate (written as a password-protected
 //! `.p12`), an RSA Layer ID key, starts `phr-server` in-process on 127.0.0.1 with an SQLite audit store (or
 //! the PostgreSQL database given with `--database-url`), the seeded data and signed audit checkpoints, writes
-//! a targets file for it and then runs `phr-seq` through exactly the path a real target takes: targets file → PKCS#12 + password file →
-//! plan → probes → evidence. It prints the RUN_ID, the evidence folder and the run memo.
+//! a targets file for it and then runs `phr-seq` through exactly the path a real target takes: targets file →
+//! PKCS#12 + password file → plan → probes → evidence. It prints the RUN_ID, the evidence folder and the run
+//! memo.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
