@@ -17,6 +17,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio::net::TcpListener;
 
+use crate::audit::checkpoint::sink::CheckpointSink;
+use crate::audit::checkpoint::{CheckpointTask, Latest};
 use crate::audit::{Action, AuditLog};
 use crate::auth::Authenticator;
 use crate::burst::ImageBudget;
@@ -45,6 +47,8 @@ pub enum StartupError {
     Storage(#[from] StorageError),
     #[error("export storage (PHR_EXPORT_STORAGE_TYPE / PHR_EXPORT_FS_BASE / PHR_EXPORT_S3_*): {0}")]
     ExportStorage(#[source] StorageError),
+    #[error("audit checkpoints (PHR_AUDIT_CHECKPOINT_DEST): {0}")]
+    CheckpointStorage(#[source] StorageError),
     #[error("password hashing unavailable: {0}")]
     Auth(String),
 }
@@ -64,6 +68,8 @@ pub struct App {
     /// The PHR listener's rustls configuration, loaded at build time so a bad certificate or CRL fails
     /// start-up, and replaced when the client CRLs are reloaded.
     tls: Arc<LiveTls>,
+    /// Where signed checkpoints go, opened at build time; `None` without a signing key.
+    checkpoint_sink: Option<CheckpointSink>,
 }
 
 /// Installs aws-lc-rs as rustls' process-wide provider; harmless when already installed.
@@ -96,8 +102,20 @@ impl App {
         let image_budget = ImageBudget::for_database(&db, config.image.burst_bytes, config.image.burst_window);
         let audit = AuditLog::new(db.clone(), config.clock.clone());
         let export = ExportService::new(&config.export).map_err(StartupError::ExportStorage)?;
-        let shared = Shared { config, db, audit, auth, layer, images, image_budget, metrics, export };
-        Ok(Self { state: AppState::new(shared), tls })
+        let checkpoint_sink = match &config.audit_checkpoints {
+            Some(settings) => {
+                let fingerprint = settings.key.public_key().fingerprint();
+                tracing::info!(%fingerprint, "audit checkpoints are signed");
+                Some(CheckpointSink::open(&settings.dest).map_err(StartupError::CheckpointStorage)?)
+            }
+            None => {
+                tracing::warn!("no PHR_AUDIT_SIGNING_KEY: no signed audit checkpoints are written");
+                None
+            }
+        };
+        let checkpoints = Latest::default();
+        let shared = Shared { config, db, audit, auth, layer, images, image_budget, metrics, export, checkpoints };
+        Ok(Self { state: AppState::new(shared), tls, checkpoint_sink })
     }
 
     /// The PHR listener's TLS configuration in force: `reload(true)` re-reads the client CRLs at once (what the
@@ -133,6 +151,19 @@ impl App {
         let workers = WorkerPool::start(self.state.clone(), stop_rx.clone());
         let crl_stop = tokio_util::sync::CancellationToken::new();
         let crl_watch = tokio::spawn(self.tls.clone().watch(crl_stop.clone()));
+        let checkpoints =
+            self.state.config.audit_checkpoints.clone().zip(self.checkpoint_sink.clone()).map(|(settings, sink)| {
+                let state = &self.state;
+                let signal = state.audit.append_signal();
+                CheckpointTask::start(
+                    state.db.clone(),
+                    state.config.clock.clone(),
+                    settings,
+                    sink,
+                    signal,
+                    state.checkpoints.clone(),
+                )
+            });
         let mut settings = crate::listener::Settings {
             tls: self.tls.clone(),
             proxy: self.state.config.proxy_protocol.clone(),
@@ -156,6 +187,10 @@ impl App {
         let _ = crl_watch.await;
         let _ = ops_task.await;
         workers.stop().await;
+        // Every answered call's rows are committed by now: the final checkpoint covers them all.
+        if let Some(task) = checkpoints {
+            task.stop().await;
+        }
         self.state.db.close().await;
     }
 }

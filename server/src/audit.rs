@@ -13,19 +13,19 @@
 //! own, so one never commits without the other. The table itself refuses UPDATE and DELETE (a trigger, see the
 //! migrations).
 
-pub mod seal;
+pub mod checkpoint;
+pub use auditchain::seal;
 pub mod tx;
 pub mod verify;
 mod writer;
 
-use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-pub use seal::{StoredRow, sha256_hex};
+pub use seal::{StoredRow, column_text, sha256_hex};
 pub use tx::AuditTx;
 pub use verify::{BrokenLink, ChainHead, VerifyReport};
 use writer::GroupWriter;
@@ -151,16 +151,23 @@ pub struct AuditLog {
     append_lock: Arc<Mutex<()>>,
     /// The group-commit writer, started on the first plain append (on the runtime that makes it).
     writer: OnceLock<GroupWriter>,
+    /// Told after every commit how many rows it appended (wakes the checkpoint task).
+    signal: Arc<checkpoint::AppendSignal>,
 }
 
 impl AuditLog {
     pub fn new(db: Db, clock: Clock) -> Self {
-        Self { db, clock, append_lock: Arc::new(Mutex::new(())), writer: OnceLock::new() }
+        Self { db, clock, append_lock: Arc::new(Mutex::new(())), writer: OnceLock::new(), signal: Arc::default() }
+    }
+
+    /// What the checkpoint task listens to.
+    pub fn append_signal(&self) -> Arc<checkpoint::AppendSignal> {
+        self.signal.clone()
     }
 
     /// Begins a transaction on the chain: the data change of a call and its rows then commit together.
     pub async fn begin(&self) -> Result<AuditTx, AuditError> {
-        Ok(AuditTx::begin(&self.db, self.append_lock.clone(), self.clock.clone()).await?)
+        Ok(AuditTx::begin(&self.db, self.append_lock.clone(), self.clock.clone(), self.signal.clone()).await?)
     }
 
     /// Appends one row on its own and returns its id. The row is committed when this returns `Ok`.
@@ -172,15 +179,20 @@ impl AuditLog {
     /// Appends a call's rows, in order and all or none, through the group-commit writer; returns their ids
     /// once committed (together with whatever other calls were waiting).
     pub async fn append_all(&self, events: Vec<AuditEvent>) -> Result<Vec<i64>, AuditError> {
-        let writer = self
-            .writer
-            .get_or_init(|| GroupWriter::start(self.db.clone(), self.clock.clone(), self.append_lock.clone()));
+        let writer = self.writer.get_or_init(|| {
+            GroupWriter::start(self.db.clone(), self.clock.clone(), self.append_lock.clone(), self.signal.clone())
+        });
         writer.append(events).await
     }
 
     /// Walks every chain in id order and reports the first row, and column, that does not hold.
     pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
-        verify::verify(&self.db).await
+        verify::verify(&self.db, auditchain::watch::CheckpointWatch::default()).await
+    }
+
+    /// [`AuditLog::verify`], and holds the walk to signed checkpoints (already signature-checked).
+    pub async fn verify_against(&self, watch: auditchain::watch::CheckpointWatch) -> Result<VerifyReport, AuditError> {
+        verify::verify(&self.db, watch).await
     }
 }
 
@@ -222,42 +234,4 @@ pub(crate) fn sealed_row(
     };
     row.event_hash = seal::v2(&row);
     row
-}
-
-/// Makes a value fit its column: control characters (PostgreSQL refuses NUL in text; a path parameter can
-/// carry one) are written as `\u{..}` escapes, then the value is cut to the column's width on a character
-/// boundary, so hostile input never fails the insert (which would fail the call closed).
-pub(crate) fn column_text(value: &str, max_chars: usize) -> Cow<'_, str> {
-    let value = if value.chars().any(char::is_control) {
-        let mut escaped = String::with_capacity(value.len() + 8);
-        for c in value.chars() {
-            if c.is_control() {
-                escaped.extend(c.escape_unicode());
-            } else {
-                escaped.push(c);
-            }
-        }
-        Cow::Owned(escaped)
-    } else {
-        Cow::Borrowed(value)
-    };
-    match value.char_indices().nth(max_chars) {
-        Some((byte_index, _)) => match value {
-            Cow::Borrowed(v) => Cow::Borrowed(&v[..byte_index]),
-            Cow::Owned(v) => Cow::Owned(v[..byte_index].to_owned()),
-        },
-        None => value,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn column_text_respects_character_boundaries_and_escapes_control_characters() {
-        assert_eq!(column_text("ありがとう", 2), "あり");
-        assert_eq!(column_text("abc", 10), "abc");
-        assert_eq!(column_text("P\0x\n", 20), "P\\u{0}x\\u{a}");
-    }
 }

@@ -8,6 +8,7 @@
 //! are in [`export`], the shared error in [`error`]; this module depends on nothing but the clock, so every
 //! subsystem can read its settings from here.
 
+pub mod audit;
 pub mod auth;
 pub mod connections;
 pub mod error;
@@ -23,6 +24,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::clock::Clock;
+use audit::{CheckpointArgs, CheckpointConfig};
 use auth::{AuthArgs, AuthLimits};
 use connections::{ConnectionArgs, ConnectionLimits};
 pub use error::ConfigError;
@@ -95,6 +97,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub proxy: ProxyArgs,
+
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
 
     /// Seconds in-flight requests get to finish after SIGTERM or ctrl-c.
     #[arg(long, env = "PHR_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
@@ -193,6 +198,8 @@ pub struct Config {
     pub auth: AuthLimits,
     /// Phase F: artifact storage, signed URLs, worker pool.
     pub export: ExportConfig,
+    /// Signed audit checkpoints; `None` writes none (no `PHR_AUDIT_SIGNING_KEY`).
+    pub audit_checkpoints: Option<CheckpointConfig>,
     /// The time source; tests inject a manual clock.
     pub clock: Clock,
 }
@@ -214,6 +221,7 @@ impl Config {
             connections: ConnectionLimits::default(),
             auth: AuthLimits::default(),
             export: ExportConfig::default(),
+            audit_checkpoints: None,
             clock: Clock::System,
         }
     }
@@ -256,6 +264,7 @@ impl ServeArgs {
             connections: self.connections.validate()?,
             auth: self.auth.validate()?,
             export: self.export.validate()?,
+            audit_checkpoints: self.checkpoints.validate()?,
             clock: Clock::System,
         })
     }

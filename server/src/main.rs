@@ -75,13 +75,44 @@ struct CheckSecretsArgs {
     layer: LayerKeyArgs,
     #[command(flatten)]
     export: phr_server::export::ExportArgs,
+    #[command(flatten)]
+    checkpoints: phr_server::config::audit::CheckpointArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Walk every hash chain of d_audit_event, recompute each row's seal, and name the first row and column
-    /// that do not hold (exit 1 if any).
-    Verify,
+    /// that do not hold; with --checkpoints and --public-key also every signed checkpoint the table no longer
+    /// agrees with (exit 1 if any).
+    Verify(VerifyArgs),
+    /// Generate the Ed25519 key pair that signs audit checkpoints (PKCS#8 PEM and public key PEM); refuses to
+    /// overwrite either file.
+    Keygen {
+        /// Where the private key goes (PHR_AUDIT_SIGNING_KEY), written with mode 0600.
+        #[arg(long)]
+        private_key: std::path::PathBuf,
+        /// Where the public key goes (for `audit verify --public-key` and connrun's `[audit] public_key`).
+        #[arg(long)]
+        public_key: std::path::PathBuf,
+    },
+}
+
+/// Flags of `audit verify`.
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// Signed checkpoints to hold the table to: a directory or s3://bucket/prefix (S3 region and endpoint from
+    /// PHR_AUDIT_CHECKPOINT_S3_REGION / PHR_AUDIT_CHECKPOINT_S3_ENDPOINT).
+    #[arg(long, requires = "public_key")]
+    checkpoints: Option<String>,
+    /// The Ed25519 public key (PEM or DER SubjectPublicKeyInfo) the checkpoints must be signed with.
+    #[arg(long, requires = "checkpoints")]
+    public_key: Option<std::path::PathBuf>,
+    /// S3 region of an s3:// --checkpoints.
+    #[arg(long, env = "PHR_AUDIT_CHECKPOINT_S3_REGION")]
+    s3_region: Option<String>,
+    /// S3 endpoint of an s3:// --checkpoints.
+    #[arg(long, env = "PHR_AUDIT_CHECKPOINT_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
 }
 
 #[tokio::main]
@@ -160,35 +191,70 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("seeded: {report}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { command: AuditCommand::Verify } => {
-            let db = Db::connect(&cli.database_url).await?;
-            let log = audit::AuditLog::new(db, phr_server::Clock::System);
-            let report = log.verify().await?;
-            match report.first_broken {
-                None => {
-                    println!("audit chain intact: {} rows checked", report.rows_checked);
-                    for chain in &report.chains {
-                        println!(
-                            "chain {:?}: {} rows, head id {} event_hash {}",
-                            chain.chain_id, chain.rows, chain.last_id, chain.last_hash
-                        );
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Some(broken) => {
-                    println!("audit chain BROKEN at {broken}");
-                    Ok(ExitCode::from(1))
-                }
-            }
+        Command::Audit { command: AuditCommand::Verify(args) } => verify(&cli.database_url, &args).await,
+        Command::Audit { command: AuditCommand::Keygen { private_key, public_key } } => {
+            let fingerprint = audit::checkpoint::keygen(&private_key, &public_key)?;
+            println!(
+                "wrote {} and {}; public key fingerprint {fingerprint}",
+                private_key.display(),
+                public_key.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::CheckSecrets(args) => {
-            let lines = secrets::check(args.profile, &args.layer, &args.export);
+            let lines = secrets::check(args.profile, &args.layer, &args.export, &args.checkpoints);
             for line in &lines {
                 println!("{} {}: {}", if line.ok { "OK  " } else { "FAIL" }, line.item, line.detail);
             }
             Ok(if lines.iter().all(|l| l.ok) { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
+}
+
+/// `audit verify`: the walk, and the checkpoints when given; prints the findings, exit 1 on any.
+async fn verify(database_url: &str, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let db = Db::connect(database_url).await?;
+    let log = audit::AuditLog::new(db, phr_server::Clock::System);
+    let (watch, documents) = match (&args.checkpoints, &args.public_key) {
+        (Some(dest), Some(key)) => {
+            let key =
+                auditchain::checkpoint::PublicKey::from_file(key).map_err(|e| anyhow::anyhow!("--public-key: {e}"))?;
+            let dest = phr_server::config::audit::CheckpointDest::parse(
+                dest,
+                args.s3_region.as_deref(),
+                args.s3_endpoint.as_deref(),
+            )?;
+            let sink = audit::checkpoint::sink::CheckpointSink::open(&dest)?;
+            let (watch, documents) = sink.load_watch(&key).await?;
+            (watch, Some(documents))
+        }
+        _ => (auditchain::watch::CheckpointWatch::default(), None),
+    };
+    let report = log.verify_against(watch).await?;
+    match &report.first_broken {
+        None => {
+            println!("audit chain intact: {} rows checked", report.rows_checked);
+            for chain in &report.chains {
+                println!(
+                    "chain {:?}: {} rows, head id {} event_hash {}",
+                    chain.chain_id, chain.rows, chain.last_id, chain.last_hash
+                );
+            }
+        }
+        Some(broken) => println!("audit chain BROKEN at {broken}"),
+    }
+    let mut intact = report.is_intact();
+    if let Some(documents) = documents {
+        println!("checkpoints: {documents} documents, {} agree with the table", report.checkpoints_matched);
+        if documents == 0 {
+            println!("CHECKPOINT none found: nothing to hold the table to");
+            intact = false;
+        }
+    }
+    for finding in &report.checkpoint_findings {
+        println!("CHECKPOINT {finding}");
+    }
+    Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn init_tracing(format: &str) {

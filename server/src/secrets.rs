@@ -10,6 +10,7 @@
 
 use crate::audit::sha256_hex;
 use crate::config::LayerKeyArgs;
+use crate::config::audit::CheckpointArgs;
 use crate::config::export::{ExportArgs, MIN_SECRET_BYTES, StorageType, normalise_prefix, normalise_public_base};
 use crate::layer_key::{BASE64_VARIABLE, KEY_ID_VARIABLE, LayerKey, LayerSigner, PATH_VARIABLE, PROVIDER_ID_VARIABLE};
 
@@ -18,6 +19,8 @@ use crate::layer_key::{BASE64_VARIABLE, KEY_ID_VARIABLE, LayerKey, LayerSigner, 
 pub enum Profile {
     PhrLayerId,
     PhrExport,
+    /// The audit checkpoint signing key and where checkpoints go.
+    PhrAudit,
     All,
 }
 
@@ -40,7 +43,12 @@ impl CheckLine {
 }
 
 /// Runs the checks of `profile`; the caller prints the lines and exits 1 if any failed.
-pub fn check(profile: Profile, layer: &LayerKeyArgs, export: &ExportArgs) -> Vec<CheckLine> {
+pub fn check(
+    profile: Profile,
+    layer: &LayerKeyArgs,
+    export: &ExportArgs,
+    checkpoints: &CheckpointArgs,
+) -> Vec<CheckLine> {
     let mut lines = Vec::new();
     if matches!(profile, Profile::PhrLayerId | Profile::All) {
         lines.extend(check_layer(layer));
@@ -48,7 +56,30 @@ pub fn check(profile: Profile, layer: &LayerKeyArgs, export: &ExportArgs) -> Vec
     if matches!(profile, Profile::PhrExport | Profile::All) {
         lines.extend(check_export(export));
     }
+    if matches!(profile, Profile::PhrAudit | Profile::All) {
+        lines.push(check_audit(checkpoints));
+    }
     lines
+}
+
+/// The checkpoint signing key: absent, unusable, or valid with its public key's fingerprint (what a verifier
+/// configures), judged by the same validation `serve` runs.
+fn check_audit(args: &CheckpointArgs) -> CheckLine {
+    const ITEM: &str = "PHR_AUDIT_SIGNING_KEY";
+    match args.validate() {
+        Ok(None) => CheckLine::fail(ITEM, "absent: no signed audit checkpoints are written"),
+        Ok(Some(settings)) => CheckLine::pass(
+            ITEM,
+            format!(
+                "present; valid: Ed25519; public key fingerprint {}; checkpoints every {} rows or {} s to {}",
+                settings.key.public_key().fingerprint(),
+                settings.every_rows,
+                settings.every.as_secs(),
+                args.audit_checkpoint_dest.as_deref().unwrap_or_default()
+            ),
+        ),
+        Err(error) => CheckLine::fail(error.variable, format!("invalid: {}", error.problem)),
+    }
 }
 
 fn check_layer(args: &LayerKeyArgs) -> Vec<CheckLine> {
@@ -184,6 +215,17 @@ mod tests {
             .collect()
     }
 
+    fn no_key() -> CheckpointArgs {
+        CheckpointArgs {
+            audit_signing_key: None,
+            audit_checkpoint_dest: None,
+            audit_checkpoint_rows: 1000,
+            audit_checkpoint_seconds: 60,
+            audit_checkpoint_s3_region: None,
+            audit_checkpoint_s3_endpoint: None,
+        }
+    }
+
     fn refs(flags: &[String]) -> Vec<&str> {
         flags.iter().map(String::as_str).collect()
     }
@@ -192,7 +234,7 @@ mod tests {
     fn a_complete_s3_export_setup_passes_without_showing_the_secret() {
         let secret = "0123456789abcdef0123456789abcdef-long";
 
-        let lines = check(Profile::PhrExport, &LayerKeyArgs::default(), &export_args(&refs(&s3(secret))));
+        let lines = check(Profile::PhrExport, &LayerKeyArgs::default(), &export_args(&refs(&s3(secret))), &no_key());
 
         assert!(lines.iter().all(|l| l.ok), "{lines:?}");
         assert!(
@@ -207,7 +249,7 @@ mod tests {
         flags.retain(|f| f != "--export-s3-bucket");
         flags.extend(["--export-s3-prefix", "../other/", "--public-base-url", "http://phr.example"].map(str::to_owned));
 
-        let lines = check(Profile::PhrExport, &LayerKeyArgs::default(), &export_args(&refs(&flags)));
+        let lines = check(Profile::PhrExport, &LayerKeyArgs::default(), &export_args(&refs(&flags)), &no_key());
 
         let failed: Vec<&str> = lines.iter().filter(|l| !l.ok).map(|l| l.item.as_str()).collect();
         assert_eq!(
@@ -231,7 +273,7 @@ mod tests {
 
     #[test]
     fn the_layer_profile_fails_naming_both_variables_when_no_key_is_set() {
-        let lines = check(Profile::PhrLayerId, &LayerKeyArgs::default(), &export_args(&[]));
+        let lines = check(Profile::PhrLayerId, &LayerKeyArgs::default(), &export_args(&[]), &no_key());
 
         assert!(!lines[0].ok);
         assert!(lines[0].detail.contains(BASE64_VARIABLE) && lines[0].detail.contains(PATH_VARIABLE));

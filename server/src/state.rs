@@ -9,6 +9,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::audit::AuditLog;
+use crate::audit::checkpoint::Latest;
 use crate::auth::Authenticator;
 use crate::burst::ImageBudget;
 use crate::clock::Clock;
@@ -52,6 +53,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Phase F: artifact storage and the worker wake-up (settings in `config.export`).
     pub export: ExportService,
+    /// The newest signed audit checkpoint per chain (empty without `PHR_AUDIT_SIGNING_KEY`), for the ops listener.
+    pub checkpoints: Latest,
 }
 
 impl Deref for AppState {

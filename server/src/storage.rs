@@ -14,8 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::config::export::{S3Settings, is_loopback_host};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt as _, PutPayload};
@@ -35,6 +38,32 @@ pub enum StorageError {
     Backend(#[from] object_store::Error),
     #[error("storage folder {path}: {source}")]
     Folder { path: String, source: std::io::Error },
+}
+
+/// An S3 (or S3-compatible) store from validated settings: credentials from the AWS environment unless given,
+/// path-style requests, plain http only to a loopback endpoint, SSE-KMS when a key is set. S3 is not
+/// contacted here.
+pub fn s3_store(s3: &S3Settings) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&s3.bucket)
+        .with_region(&s3.region)
+        .with_virtual_hosted_style_request(false);
+    if let Some(endpoint) = &s3.endpoint {
+        let loopback_http = endpoint
+            .parse::<http::Uri>()
+            .ok()
+            .is_some_and(|u| u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback_host));
+        builder = builder.with_endpoint(endpoint).with_allow_http(loopback_http);
+    }
+    if let Some(kms_key) = &s3.kms_key {
+        builder = builder.with_sse_kms_encryption(kms_key);
+    }
+    if let Some(credentials) = &s3.static_credentials {
+        builder = builder
+            .with_access_key_id(&credentials.access_key_id)
+            .with_secret_access_key(&credentials.secret_access_key);
+    }
+    Ok(Arc::new(builder.build()?))
 }
 
 /// An object being read: its size, then its bytes in chunks.

@@ -9,6 +9,7 @@
 //! The folder owns audit pulls and the before/after counting around a phase (`counting.rs`). It imports only
 //! [`crate::evidence`] (counts, the event log); the orchestrator calls it, reports read its counts back.
 
+pub mod chain;
 pub mod counting;
 mod table;
 
@@ -105,6 +106,11 @@ impl AuditDb {
             return Err(AuditError::Scheme { url: masked_url(url) });
         };
         Ok(AuditDb { backend })
+    }
+
+    /// Whether this is PostgreSQL (some SQL differs by backend).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
     }
 
     /// Runs `sql` (parameters already substituted with [`sql_literal`]). For several statements, the last

@@ -2,9 +2,10 @@
 //!
 //! It generates a CA, a loopback server certificate and a client certificate (written as a password-protected
 //! `.p12`), an RSA Layer ID key, starts `phr-server` in-process on 127.0.0.1 with an SQLite audit store (or
-//! the PostgreSQL database given with `--database-url`) and the seeded data, writes a targets file for it and
-//! then runs `phr-seq` through exactly the path a real target takes: targets file → PKCS#12 + password file →
-//! plan → probes → evidence. It prints the RUN_ID, the evidence folder and the run memo.
+//! the PostgreSQL database given with `--database-url`), the seeded data and signed audit checkpoints, writes
+//! a targets file for it and then runs `phr-seq` through exactly the path a real target takes: targets file →
+//! PKCS#12 + password file → plan → probes → evidence. It prints the RUN_ID, the evidence folder and the run
+//! memo.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,16 @@ impl DemoEnvironment {
                 .map_err(|e| demo_error("export signing secret", e))?,
         );
         config.shutdown_grace = std::time::Duration::from_secs(5);
+        // Signed audit checkpoints after every commit, so the run proves its own rows (audit/chain.json).
+        let (_, audit_key) =
+            auditchain::checkpoint::SigningKey::generate().map_err(|e| demo_error("audit signing key", e))?;
+        scratch.write("pki/audit-signing.pub.pem", audit_key.public_key().to_pem().as_bytes())?;
+        config.audit_checkpoints = Some(phr_server::config::audit::CheckpointConfig {
+            key: Arc::new(audit_key),
+            dest: phr_server::config::audit::CheckpointDest::Dir(scratch.0.join("audit-checkpoints")),
+            every_rows: 1,
+            every: std::time::Duration::from_secs(5),
+        });
         let server = start_server(config, &user_password).await?;
         let targets_file = scratch.write("targets.toml", targets_toml(&server).as_bytes())?;
         let secrets = vec![p12_password, user_password, signing_secret];
@@ -238,8 +249,10 @@ fn targets_toml(server: &DemoServer) -> String {
          [targets.{DEMO_TARGET}.tls]\nca_bundle = \"pki/ca.pem\"\n\
          [targets.{DEMO_TARGET}.identity]\np12 = \"pki/client.p12\"\npassword_file = \"pki/client.p12.password\"\n\
          [targets.{DEMO_TARGET}.basic]\nuser = \"F001:ops\"\npassword_file = \"pki/ops.password\"\n\
-         [targets.{DEMO_TARGET}.audit]\nurl_file = \"audit.url\"\n",
+         [targets.{DEMO_TARGET}.audit]\nurl_file = \"audit.url\"\npublic_key = \"pki/audit-signing.pub.pem\"\n\
+         checkpoint_url = \"http://{}/audit/checkpoint\"\n",
         server.phr.port(),
+        server.ops,
         server.ops
     )
 }

@@ -3,7 +3,8 @@
 //! The demo makes the same material in a scratch folder that vanishes when it exits; operators had to write
 //! ten openssl commands by guesswork to get a CA, a server certificate, a client `.p12` and a Layer ID key
 //! that fit together. This command writes them once, with the same generator as the demo (`devpki`, rcgen on
-//! aws-lc-rs), plus a `targets.toml` and a `phr-server.env` that point at each other. Secrets (the `.p12`
+//! aws-lc-rs), plus the Ed25519 key pair that signs audit checkpoints, a `targets.toml` (whose `[audit]` names the public key
+//! and the ops listener's checkpoint URL) and a `phr-server.env` that point at each other. Secrets (the `.p12`
 //! password, the Basic password, private keys, the export signing secret) go into files of mode 0600 and are
 //! never printed. Nothing is overwritten: the folder must be new or empty, and every file is created with
 //! `create_new`.
@@ -104,6 +105,8 @@ fn plan_files(dir: &Path, args: &PkiInitArgs) -> Result<Vec<Planned>, CliError> 
     let basic_password = random_secret();
     let database_url = args.database_url.clone().unwrap_or_else(|| format!("sqlite:{}", dir.join("phr.db").display()));
     let env = server_env(dir, args, &database_url, &basic_password);
+    let (audit_key, audit_signer) =
+        auditchain::checkpoint::SigningKey::generate().map_err(|e| pki_error("audit signing key", e))?;
     let file = |name, bytes: Vec<u8>, secret| Planned { name, bytes, secret };
     Ok(vec![
         file("ca.pem", ca.cert_pem().into_bytes(), false),
@@ -114,6 +117,8 @@ fn plan_files(dir: &Path, args: &PkiInitArgs) -> Result<Vec<Planned>, CliError> 
         file("layer.pk8", layer_key, true),
         file("ops.password", basic_password.into_bytes(), true),
         file("audit.url", database_url.into_bytes(), true),
+        file("audit-signing.pk8.pem", audit_key.into_bytes(), true),
+        file("audit-signing.pub.pem", audit_signer.public_key().to_pem().into_bytes(), false),
         file("targets.toml", targets_toml(args).into_bytes(), false),
         file("phr-server.env", env.into_bytes(), true),
     ])
@@ -139,10 +144,12 @@ fn targets_toml(args: &PkiInitArgs) -> String {
          [targets.{LOCAL_TARGET}.tls]\nca_bundle = \"ca.pem\"\n\n\
          [targets.{LOCAL_TARGET}.identity]\np12 = \"client.p12\"\npassword_file = \"client.p12.password\"\n\n\
          [targets.{LOCAL_TARGET}.basic]\nuser = \"{}\"\npassword_file = \"ops.password\"\n\n\
-         [targets.{LOCAL_TARGET}.audit]\nurl_file = \"audit.url\"\n",
+         [targets.{LOCAL_TARGET}.audit]\nurl_file = \"audit.url\"\npublic_key = \"audit-signing.pub.pem\"\n\
+         checkpoint_url = \"http://{ops_host}:{}/audit/checkpoint\"\n",
         base_url(args),
         ops.port(),
         args.user,
+        ops.port(),
     )
 }
 
@@ -164,6 +171,9 @@ fn server_env(dir: &Path, args: &PkiInitArgs, database_url: &str, basic_password
         ("PHR_EXPORT_SIGNING_SECRET", signing_secret),
         ("PHR_PUBLIC_BASE_URL", base_url(args)),
         ("PHR_SEED_USER_PASSWORD", basic_password.to_owned()),
+        ("PHR_AUDIT_SIGNING_KEY", path("audit-signing.pk8.pem")),
+        ("PHR_AUDIT_CHECKPOINT_DEST", path("audit-checkpoints")),
+        ("PHR_AUDIT_CHECKPOINT_SECONDS", "5".to_owned()),
     ];
     let mut text = String::from(
         "# phr-server settings written by `connrun pki init` (mode 0600: it holds secrets).\n\

@@ -33,6 +33,8 @@ impl EvidenceLayout {
     pub const HAR: &'static str = "har/run.har";
     /// Per action: before, after, delta, expected.
     pub const AUDIT_COUNTS: &'static str = "audit/counts.json";
+    /// The audit chain proof (HARNESS.md §6): segment, checkpoint, verdict.
+    pub const AUDIT_CHAIN: &'static str = "audit/chain.json";
     /// Parent of the audit queries' evidence.
     pub const AUDIT_SQL_DIR: &'static str = "audit/sql";
     /// The run's structured log (JSON lines, one gzip member per event).

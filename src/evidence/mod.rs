@@ -30,6 +30,7 @@ pub use redacted::RedactedFile;
 /// The version of connrun, recorded in every run (`status.json`, `run.toml`, the HAR's creator).
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod chain;
 pub mod curl;
 mod event_log;
 pub mod har;

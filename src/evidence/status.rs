@@ -66,6 +66,9 @@ pub struct RunStatus {
     pub audit: Vec<AuditCount>,
     /// Audit problems that are not counts: connection failures, query errors.
     pub audit_errors: Vec<String>,
+    /// The audit chain verdict (`audit/chain.json` has the proof); absent in runs before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_chain: Option<crate::evidence::chain::ChainVerdict>,
 }
 
 impl RunStatus {
@@ -77,7 +80,8 @@ impl RunStatus {
             AuditState::Collected => self.audit_findings().next().is_none(),
             AuditState::Failed { .. } => false,
         };
-        self.all_ready && audit_fine
+        let chain_fine = !self.audit_chain.as_ref().is_some_and(|v| v.is_ng());
+        self.all_ready && audit_fine && chain_fine
     }
 
     /// Whether the audit trail was collected; derived from the counts and errors for runs written before
@@ -338,6 +342,7 @@ pub fn sample_status() -> RunStatus {
             expected: 2,
         }],
         audit_errors: vec!["sample error".to_owned()],
+        audit_chain: None,
     }
 }
 

@@ -102,6 +102,14 @@ struct RawAudit {
     url: Option<Spanned<String>>,
     url_env: Option<Spanned<String>>,
     url_file: Option<Spanned<String>>,
+    /// The server's checkpoint public key (PEM or DER), relative to the targets file.
+    public_key: Option<Spanned<String>>,
+    /// `http(s)://…/audit/checkpoint` on the server's ops listener.
+    checkpoint_url: Option<Spanned<String>>,
+    /// The directory the server writes checkpoints to, relative to the targets file.
+    checkpoint_dir: Option<Spanned<String>>,
+    /// Seconds to wait for a checkpoint covering the run's rows (default 10, at most 300).
+    checkpoint_wait_seconds: Option<Spanned<u64>>,
 }
 
 /// The client identity as configured (secret not yet read).
@@ -157,6 +165,8 @@ pub struct TargetSpec {
     pub basic: Option<(String, SecretRef)>,
     /// Audit database URL source.
     pub audit: Option<AuditUrl>,
+    /// The checkpoint public key and source the run's chain segment is proved against (`audit/chain.json`).
+    pub audit_chain: Option<crate::audit::chain::ChainSpec>,
     /// Where `connrun weekly` sends its notice, and when.
     pub notify: Option<crate::plan::notify::NotifySpec>,
     /// Headers added to every probe.

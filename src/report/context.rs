@@ -42,6 +42,10 @@ pub(crate) struct ReportContext<'a> {
     audit_errors: &'a [String],
     /// The three-valued audit state with its findings and links.
     audit_status: AuditSummary,
+    /// `監査チェーン検証: OK / NG (理由) / 未検証 (理由: …)`, when the run recorded a verdict.
+    audit_chain: Option<String>,
+    /// The same verdict without the label, for tables.
+    audit_chain_value: Option<String>,
     /// The TODO lines.
     open_items: Vec<String>,
     /// The Pending / 解除条件 rows.
@@ -288,6 +292,8 @@ impl<'a> ReportContext<'a> {
             audit: status.audit.iter().filter(|c| is_relevant(c)).collect(),
             audit_errors: &status.audit_errors,
             audit_status: AuditSummary::of(status),
+            audit_chain: status.audit_chain.as_ref().map(|v| v.line_ja()),
+            audit_chain_value: status.audit_chain.as_ref().map(|v| v.value_ja()),
             open_items: items.iter().map(|i| i.text.clone()).collect(),
             next_actions: next_actions(status, &items),
             pending: items,

@@ -160,6 +160,14 @@ pub fn open_items(status: &RunStatus) -> Vec<OpenItem> {
             condition,
         ));
     }
+    if let Some(crate::evidence::chain::ChainVerdict::Ng { reason }) = &status.audit_chain {
+        items.push(OpenItem::new(
+            "監査チェーン".to_owned(),
+            format!("監査チェーン検証: NG ({reason})"),
+            &format!("NG（{reason}）"),
+            "`audit/chain.json` の行とチェックポイントを確認し、サーバで `phr-server audit verify --checkpoints` を実行する",
+        ));
+    }
     for check in &status.preflight {
         if !check.ok {
             items.push(OpenItem::new(

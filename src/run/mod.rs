@@ -21,10 +21,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::audit::AuditDb;
+use crate::audit::chain::{self, ChainInput};
 use crate::audit::counting::{self, PhaseQueries, Round, SqlEvidence};
 use crate::evidence::CheckResult;
 use crate::evidence::ProbeRecord;
 use crate::evidence::TOOL_VERSION;
+use crate::evidence::chain::ChainProof;
 use crate::evidence::status::{AuditCount, AuditCounts, AuditState, PhaseStatus, RunStatus, STATUS_SCHEMA_VERSION};
 use crate::evidence::{EventLog, EvidenceError, EvidenceLayout, RunFolder};
 use crate::plan::target::Target;
@@ -134,6 +136,8 @@ pub async fn execute(
     for (name, text) in audit.sql.files() {
         folder.write(&EvidenceLayout::audit_sql(name), redactor.text(text).as_bytes())?;
     }
+    let chain = audit.prove_chain(plan, &run_id, &log).await?;
+    write_json(&folder, redactor, EvidenceLayout::AUDIT_CHAIN, &chain)?;
     let audit_state = AuditState::derive(plan.target.audit_db_url.is_some(), &audit.errors, &audit.counts);
     let audit_ok = audit_state == AuditState::Collected && audit.counts.iter().all(|c| c.finding().is_none());
     let status = RunStatus {
@@ -159,6 +163,7 @@ pub async fn execute(
         probes,
         audit: audit.counts,
         audit_errors: audit.errors,
+        audit_chain: Some(chain.verdict),
     };
     write_documents(&folder, redactor, &status, &options.reports)?;
     log.event(
@@ -190,15 +195,20 @@ struct AuditSession {
     counts: Vec<AuditCount>,
     /// The `audit/sql/*.sql` evidence.
     sql: SqlEvidence,
+    /// The largest audit id before the run: where the chain segment of `audit/chain.json` starts.
+    start_head: Option<i64>,
 }
 
 impl AuditSession {
     async fn connect(plan: &Plan, redactor: &Redactor, log: &EventLog) -> Result<Self, RunError> {
         let sql = SqlEvidence::new(plan.phases.iter().map(|p| p.audit_queries.as_slice()));
-        let mut session = Self { db: None, errors: Vec::new(), counts: Vec::new(), sql };
+        let mut session = Self { db: None, errors: Vec::new(), counts: Vec::new(), sql, start_head: None };
         if let Some(url) = &plan.target.audit_db_url {
             match AuditDb::connect(url).await {
-                Ok(db) => session.db = Some(db),
+                Ok(db) => {
+                    session.start_head = chain::head_id(&db).await;
+                    session.db = Some(db);
+                }
                 Err(error) => {
                     let message = redactor.text(&error.to_string());
                     log.event("audit_connect_failed", json!({ "error": message }))?;
@@ -207,6 +217,19 @@ impl AuditSession {
             }
         }
         Ok(session)
+    }
+
+    /// Proves the run's rows in the audit chain against the newest signed checkpoint (`audit/chain.json`).
+    async fn prove_chain(&self, plan: &Plan, run_id: &str, log: &EventLog) -> Result<ChainProof, RunError> {
+        let input = ChainInput {
+            db: self.db.as_ref(),
+            spec: plan.target.spec.audit_chain.as_ref(),
+            run_id,
+            start_head: self.start_head,
+        };
+        let proof = chain::prove(&input).await;
+        log.event("audit_chain", json!({ "verdict": proof.verdict }))?;
+        Ok(proof)
     }
 
     /// One round of the phase's queries (`before` or `after` its probes).

@@ -8,6 +8,7 @@ mod routine_support;
 
 mod architecture;
 mod archive_verify;
+mod audit_chain_proof;
 mod audit_pull;
 mod cli_commands;
 mod cli_run;

@@ -27,7 +27,7 @@ fn readme_commands() -> Vec<String> {
 }
 
 /// The folder holding the built `connrun` and `phr-server` binaries.
-fn binaries() -> PathBuf {
+pub(crate) fn binaries() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_connrun")).parent().expect("bin folder").to_owned();
     if !dir.join("phr-server").is_file() {
         let status = Command::new(env!("CARGO"))
@@ -40,11 +40,11 @@ fn binaries() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-fn bash(dir: &Path, script: &str) -> Command {
+pub(crate) fn bash(dir: &Path, script: &str) -> Command {
     let mut command = Command::new("bash");
     command
         .args(["-euo", "pipefail", "-c", script])
@@ -56,7 +56,7 @@ fn bash(dir: &Path, script: &str) -> Command {
 }
 
 /// Waits until the ops listener's `/readyz` answers 200 (the server is up and migrated).
-fn wait_ready(port: u16, server: &mut Child) {
+pub(crate) fn wait_ready(port: u16, server: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         assert!(server.try_wait().expect("poll server").is_none(), "phr-server exited before it was ready");
@@ -75,7 +75,7 @@ fn wait_ready(port: u16, server: &mut Child) {
 }
 
 /// Stops the server (the process is phr-server itself: the shell `exec`s it).
-struct Stop(Child);
+pub(crate) struct Stop(pub(crate) Child);
 
 impl Drop for Stop {
     fn drop(&mut self) {
@@ -97,7 +97,16 @@ fn the_readme_real_server_commands_work_end_to_end() {
     let init = format!("{} --listen 127.0.0.1:{phr} --ops-listen 127.0.0.1:{ops}", local(&commands[1]));
     let made = bash(scratch.path(), &init).output().expect("pki init");
     assert!(made.status.success(), "pki init: {}", String::from_utf8_lossy(&made.stderr));
-    for secret in ["server.key", "client.p12", "client.p12.password", "layer.pk8", "ops.password", "phr-server.env"] {
+    let secrets = [
+        "server.key",
+        "client.p12",
+        "client.p12.password",
+        "layer.pk8",
+        "ops.password",
+        "phr-server.env",
+        "audit-signing.pk8.pem",
+    ];
+    for secret in secrets {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(scratch.path().join("pki").join(secret)).expect(secret).permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{secret} must be readable by its owner only");

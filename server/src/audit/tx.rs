@@ -17,6 +17,7 @@ use std::sync::Arc;
 use chrono::SubsecRound;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::checkpoint::AppendSignal;
 use super::{AuditError, AuditEvent, sealed_row};
 use crate::clock::Clock;
 use crate::db::Db;
@@ -55,14 +56,23 @@ pub struct AuditTx {
     tx: DbTx,
     /// Stamps each row's `event_time`.
     clock: Clock,
+    /// Rows appended so far, announced to the checkpoint task once committed.
+    appended: usize,
+    /// Where they are announced.
+    signal: Arc<AppendSignal>,
 }
 
 impl AuditTx {
     /// Takes the chain lock, then begins the transaction (see the module docs for the order).
-    pub(super) async fn begin(db: &Db, lock: Arc<Mutex<()>>, clock: Clock) -> Result<Self, sqlx::Error> {
+    pub(super) async fn begin(
+        db: &Db,
+        lock: Arc<Mutex<()>>,
+        clock: Clock,
+        signal: Arc<AppendSignal>,
+    ) -> Result<Self, sqlx::Error> {
         let serialised = lock.lock_owned().await;
         let tx = begin_chain_transaction(db).await?;
-        Ok(Self { _serialised: serialised, tx, clock })
+        Ok(Self { _serialised: serialised, tx, clock, appended: 0, signal })
     }
 
     /// The transaction, for the call's data change.
@@ -73,6 +83,7 @@ impl AuditTx {
     /// Appends one row to the chain inside the transaction and returns its id.
     pub async fn append(&mut self, event: AuditEvent) -> Result<i64, AuditError> {
         let ids = append_rows(&mut self.tx, &self.clock, std::slice::from_ref(&event)).await?;
+        self.appended += ids.len();
         Ok(ids[0])
     }
 
@@ -82,6 +93,7 @@ impl AuditTx {
             DbTx::Postgres(tx) => tx.commit().await?,
             DbTx::Sqlite(tx) => tx.commit().await?,
         }
+        self.signal.committed(self.appended);
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::checkpoint::AppendSignal;
 use super::tx::{append_rows, begin_chain_transaction};
 use super::{AuditError, AuditEvent};
 use crate::clock::Clock;
@@ -44,9 +45,9 @@ pub(super) struct GroupWriter {
 
 impl GroupWriter {
     /// Starts the writer task on the current runtime.
-    pub(super) fn start(db: Db, clock: Clock, lock: Arc<Mutex<()>>) -> Self {
+    pub(super) fn start(db: Db, clock: Clock, lock: Arc<Mutex<()>>, signal: Arc<AppendSignal>) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(db, clock, lock, receiver));
+        tokio::spawn(run(db, clock, lock, signal, receiver));
         Self { queue }
     }
 
@@ -59,19 +60,26 @@ impl GroupWriter {
 }
 
 /// The writer task: until every sender is gone, take the queued calls and commit them as one batch.
-async fn run(db: Db, clock: Clock, lock: Arc<Mutex<()>>, mut receiver: mpsc::Receiver<Pending>) {
+async fn run(
+    db: Db,
+    clock: Clock,
+    lock: Arc<Mutex<()>>,
+    signal: Arc<AppendSignal>,
+    mut receiver: mpsc::Receiver<Pending>,
+) {
     let mut batch = Vec::with_capacity(MAX_CALLS_PER_BATCH);
     while receiver.recv_many(&mut batch, MAX_CALLS_PER_BATCH).await > 0 {
         let _serialised = lock.lock().await;
-        commit_batch(&db, &clock, std::mem::take(&mut batch)).await;
+        commit_batch(&db, &clock, &signal, std::mem::take(&mut batch)).await;
     }
 }
 
 /// Commits the calls of `batch` together and answers each; on failure, retries each call on its own.
-async fn commit_batch(db: &Db, clock: &Clock, batch: Vec<Pending>) {
+async fn commit_batch(db: &Db, clock: &Clock, signal: &AppendSignal, batch: Vec<Pending>) {
     let events: Vec<AuditEvent> = batch.iter().flat_map(|pending| pending.events.iter().cloned()).collect();
     match write(db, clock, &events).await {
         Ok(ids) => {
+            signal.committed(ids.len());
             let mut ids = ids.into_iter();
             for pending in batch {
                 let own: Vec<i64> = ids.by_ref().take(pending.events.len()).collect();
@@ -84,6 +92,9 @@ async fn commit_batch(db: &Db, clock: &Clock, batch: Vec<Pending>) {
         Err(_) => {
             for pending in batch {
                 let result = write(db, clock, &pending.events).await;
+                if let Ok(ids) = &result {
+                    signal.committed(ids.len());
+                }
                 let _ = pending.done.send(result);
             }
         }

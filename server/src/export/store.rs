@@ -7,12 +7,9 @@
 //! server generated) and the attempt number, and the result is re-checked by [`BlobStore::key`], so no
 //! request value can steer a key outside the prefix.
 
-use std::sync::Arc;
-
-use object_store::aws::AmazonS3Builder;
 use uuid::Uuid;
 
-use crate::config::export::{ExportConfig, StorageSettings, StorageType, is_loopback_host};
+use crate::config::export::{ExportConfig, StorageSettings, StorageType};
 use crate::storage::{BlobStore, StorageError};
 
 /// Artifact storage plus the key layout.
@@ -29,28 +26,7 @@ impl ExportStore {
     pub fn open(config: &ExportConfig) -> Result<Self, StorageError> {
         let blobs = match &config.storage {
             StorageSettings::Filesystem { base } => BlobStore::local(base)?,
-            StorageSettings::S3(s3) => {
-                let mut builder = AmazonS3Builder::from_env()
-                    .with_bucket_name(&s3.bucket)
-                    .with_region(&s3.region)
-                    .with_virtual_hosted_style_request(false);
-                if let Some(endpoint) = &s3.endpoint {
-                    let loopback_http = endpoint
-                        .parse::<http::Uri>()
-                        .ok()
-                        .is_some_and(|u| u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback_host));
-                    builder = builder.with_endpoint(endpoint).with_allow_http(loopback_http);
-                }
-                if let Some(kms_key) = &s3.kms_key {
-                    builder = builder.with_sse_kms_encryption(kms_key);
-                }
-                if let Some(credentials) = &s3.static_credentials {
-                    builder = builder
-                        .with_access_key_id(&credentials.access_key_id)
-                        .with_secret_access_key(&credentials.secret_access_key);
-                }
-                BlobStore::from_store(Arc::new(builder.build()?))
-            }
+            StorageSettings::S3(s3) => BlobStore::from_store(crate::storage::s3_store(s3)?),
         };
         Ok(Self { blobs, storage_type: config.storage.storage_type(), prefix: config.prefix.clone() })
     }

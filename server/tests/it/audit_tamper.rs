@@ -5,7 +5,8 @@
 //! and PostgreSQL.
 //!
 //! A re-hashed tail and a deleted tail leave a chain that is consistent in itself; only signed checkpoints
-//! outside the database can tell them from the truth, so they are not cases here.
+//! outside the database can tell them from the truth: those cases are in `audit_checkpoints.rs`, which
+//! tampers with the helpers here.
 
 use std::process::Command;
 
@@ -207,7 +208,7 @@ async fn insert_legacy_rows(server: &TestServer) {
 }
 
 /// Every row of the table, in id order.
-async fn read_rows(server: &TestServer) -> Vec<StoredRow> {
+pub(crate) async fn read_rows(server: &TestServer) -> Vec<StoredRow> {
     let sql = format!("SELECT {} FROM d_audit_event ORDER BY id", seal::COLUMNS);
     phr_server::with_pool!(&server.app.db, |pool| {
         sqlx::query_as::<_, StoredRow>(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await.unwrap()
@@ -215,7 +216,7 @@ async fn read_rows(server: &TestServer) -> Vec<StoredRow> {
 }
 
 /// Inserts rows exactly as given (a restore, or rows of an earlier server version).
-async fn insert_rows(server: &TestServer, rows: &[StoredRow]) {
+pub(crate) async fn insert_rows(server: &TestServer, rows: &[StoredRow]) {
     const SQL: &str = "INSERT INTO d_audit_event (id, chain_id, hash_version, event_time, actor_id, \
          actor_display_name, actor_role, action, outcome, resource, patient_id, request_id, trace_id, ip_address, \
          user_agent, run_id, payload, payload_hash, previous_hash, event_hash) \
@@ -251,7 +252,7 @@ async fn insert_rows(server: &TestServer, rows: &[StoredRow]) {
 }
 
 /// Puts the table back to `snapshot` (as the owner, past the trigger).
-async fn restore(server: &TestServer, snapshot: &[StoredRow]) {
+pub(crate) async fn restore(server: &TestServer, snapshot: &[StoredRow]) {
     as_table_owner(server, &["DELETE FROM d_audit_event".to_owned()]).await;
     insert_rows(server, snapshot).await;
 }
@@ -267,7 +268,7 @@ fn swap_ids(a: i64, b: i64) -> Vec<String> {
 
 /// Runs `statements` in one transaction with the append-only triggers out of the way, as the table's owner
 /// (or anyone holding the file) can.
-async fn as_table_owner(server: &TestServer, statements: &[String]) {
+pub(crate) async fn as_table_owner(server: &TestServer, statements: &[String]) {
     let (disable, enable): (&[&str], &[&str]) = match server.backend {
         Backend::Postgres => {
             (&["ALTER TABLE d_audit_event DISABLE TRIGGER USER"], &["ALTER TABLE d_audit_event ENABLE TRIGGER USER"])

@@ -133,3 +133,32 @@ fn profile_all_fails_when_either_half_fails() {
     assert!(out.lines().any(|l| l.starts_with("OK") && l.contains("PHR_EXPORT_SIGNING_SECRET")), "{out}");
     assert_not_leaked(&out, LONG_SECRET);
 }
+
+#[test]
+fn the_audit_profile_prints_the_checkpoint_keys_fingerprint_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("audit-signing.pk8.pem");
+    let (private_pem, key) = auditchain::checkpoint::SigningKey::generate().unwrap();
+    std::fs::write(&key_path, &private_pem).unwrap();
+    let key_path = key_path.to_str().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+
+    let complete = check_secrets(
+        "phr-audit",
+        &[("PHR_AUDIT_SIGNING_KEY", key_path), ("PHR_AUDIT_CHECKPOINT_DEST", checkpoints.to_str().unwrap())],
+    );
+    let without_dest = check_secrets("phr-audit", &[("PHR_AUDIT_SIGNING_KEY", key_path)]);
+    let absent = check_secrets("phr-audit", &[]);
+
+    let out = text(&complete);
+    assert_eq!(complete.status.code(), Some(0), "{out}");
+    assert!(out.contains(&key.public_key().fingerprint()), "{out}");
+    let body: String = private_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert_not_leaked(&out, &body);
+    let out = text(&without_dest);
+    assert_eq!(without_dest.status.code(), Some(1), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("FAIL") && l.contains("PHR_AUDIT_CHECKPOINT_DEST")), "{out}");
+    let out = text(&absent);
+    assert_eq!(absent.status.code(), Some(1), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("FAIL") && l.contains("PHR_AUDIT_SIGNING_KEY")), "{out}");
+}

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 const REGION: &str = "ap-northeast-1";
 
 /// The S3 endpoint, or `None` after a loud SKIP (a panic under `REQUIRE_S3=1`).
-async fn s3_endpoint() -> Option<String> {
+pub(crate) async fn s3_endpoint() -> Option<String> {
     let required = std::env::var("REQUIRE_S3").as_deref() == Ok("1");
     let problem = match std::env::var("TEST_S3_ENDPOINT") {
         Err(_) => "TEST_S3_ENDPOINT is not set".to_owned(),
@@ -39,7 +39,12 @@ async fn s3_endpoint() -> Option<String> {
 }
 
 /// An unsigned request moto routes to `service` (it reads the service from the credential scope only).
-fn moto(client: &reqwest::Client, method: reqwest::Method, url: &str, service: &str) -> reqwest::RequestBuilder {
+pub(crate) fn moto(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    service: &str,
+) -> reqwest::RequestBuilder {
     let scope = format!(
         "AWS4-HMAC-SHA256 Credential=test/20251119/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=00"
     );

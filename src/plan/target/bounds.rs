@@ -86,6 +86,9 @@ impl Checker<'_, '_> {
             self.max_bytes(audit.url.as_ref(), "audit.url");
             self.max_bytes(audit.url_file.as_ref(), "audit.url_file");
             self.max_name(audit.url_env.as_ref(), "audit.url_env");
+            self.max_bytes(audit.public_key.as_ref(), "audit.public_key");
+            self.max_bytes(audit.checkpoint_url.as_ref(), "audit.checkpoint_url");
+            self.max_bytes(audit.checkpoint_dir.as_ref(), "audit.checkpoint_dir");
         }
         if let Some(proxy) = raw.proxy.as_ref().map(Spanned::get_ref) {
             self.max_bytes(Some(&proxy.url), "proxy.url");

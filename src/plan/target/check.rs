@@ -3,6 +3,7 @@
 //! types and the loading; the bounds of every value are in `bounds.rs` beside this file.
 
 use super::*;
+use crate::audit::chain::{ChainSpec, CheckpointSource};
 
 /// Validates one raw target, recording problems against the targets file.
 pub(super) struct Checker<'c, 'd> {
@@ -93,6 +94,7 @@ impl Checker<'_, '_> {
             Some((basic.user.get_ref().clone(), password))
         });
         let audit = raw.audit.as_ref().and_then(|spanned| self.audit(spanned));
+        let audit_chain = raw.audit.as_ref().and_then(|spanned| self.audit_chain(spanned));
         let notify = raw.notify.as_ref().and_then(|spanned| {
             crate::plan::notify::check(spanned, self.base)
                 .map_err(|(span, key, message)| self.problem(span, key, &message))
@@ -125,6 +127,7 @@ impl Checker<'_, '_> {
             identity,
             basic,
             audit,
+            audit_chain,
             notify,
             headers,
             variables,
@@ -183,6 +186,64 @@ impl Checker<'_, '_> {
             }
             _ => {
                 self.problem(spanned.span(), "audit", "give exactly one of url, url_env, url_file");
+                None
+            }
+        }
+    }
+
+    /// `public_key` with exactly one of `checkpoint_url` (http or https) and `checkpoint_dir`, or none of them.
+    pub(super) fn audit_chain(&mut self, spanned: &Spanned<RawAudit>) -> Option<ChainSpec> {
+        let audit = spanned.get_ref();
+        let key = audit.public_key.as_ref();
+        let checkpoint = match (&audit.checkpoint_url, &audit.checkpoint_dir) {
+            (Some(url), None) => {
+                let text = url.get_ref();
+                if !(text.starts_with("http://") || text.starts_with("https://")) || text.parse::<http::Uri>().is_err()
+                {
+                    self.problem(url.span(), "audit.checkpoint_url", "expected http(s)://host:port/audit/checkpoint");
+                }
+                Some(CheckpointSource::Url(text.clone()))
+            }
+            (None, Some(dir)) => {
+                let path = self.base.join(dir.get_ref());
+                if !path.is_dir() {
+                    self.problem(
+                        dir.span(),
+                        "audit.checkpoint_dir",
+                        &format!("directory not found: {}", path.display()),
+                    );
+                }
+                Some(CheckpointSource::Dir(path))
+            }
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.problem(spanned.span(), "audit", "give one of checkpoint_url, checkpoint_dir");
+                return None;
+            }
+        };
+        let (default_wait, max_wait) = crate::audit::chain::WAIT_SECONDS;
+        let wait = match &audit.checkpoint_wait_seconds {
+            Some(seconds) if *seconds.get_ref() > max_wait => {
+                let message = format!("{} is outside 0-{max_wait}", seconds.get_ref());
+                self.problem(seconds.span(), "audit.checkpoint_wait_seconds", &message);
+                max_wait
+            }
+            Some(seconds) => *seconds.get_ref(),
+            None => default_wait,
+        };
+        match (key, checkpoint) {
+            (Some(key), Some(checkpoint)) => Some(ChainSpec {
+                public_key: self.existing_file(key, "audit.public_key"),
+                checkpoint,
+                wait: std::time::Duration::from_secs(wait),
+            }),
+            (None, None) => None,
+            (Some(key), None) => {
+                self.problem(key.span(), "audit.public_key", "needs checkpoint_url or checkpoint_dir");
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(spanned.span(), "audit", "checkpoint_url / checkpoint_dir need public_key");
                 None
             }
         }

@@ -152,6 +152,8 @@ pub struct Options {
     pub pki: Option<Arc<Pki>>,
     /// Client CAs trusted besides the PKI's own.
     pub extra_client_ca: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// Signed audit checkpoints (key, destination, frequency); `None` writes none.
+    pub audit_checkpoints: Option<phr_server::config::audit::CheckpointConfig>,
 }
 
 impl Default for Options {
@@ -170,6 +172,7 @@ impl Default for Options {
             proxy_protocol: phr_server::config::proxy::ProxyProtocol::default(),
             pki: None,
             extra_client_ca: Vec::new(),
+            audit_checkpoints: None,
         }
     }
 }
@@ -252,6 +255,7 @@ impl TestServer {
         config.revocation = options.revocation.clone();
         config.proxy_protocol = options.proxy_protocol.clone();
         config.export = options.export.clone();
+        config.audit_checkpoints = options.audit_checkpoints.clone();
         if let phr_server::export::StorageSettings::Filesystem { base } = &mut config.export.storage
             && base.as_path() == std::path::Path::new(phr_server::config::export::DEFAULT_FS_BASE)
         {

@@ -8,6 +8,8 @@
 //! builds a [`StoredRow`] and seals it; the verifier reads the same struct back and recomputes, so the two
 //! cannot disagree on which value a column holds. ARCHITECTURE.md ("Audit hash chain") states the formula.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 
 /// The hash version the writer uses for every new row.
@@ -46,7 +48,8 @@ pub const COLUMNS: &str = "id, chain_id, hash_version, event_time, actor_id, act
 
 /// Every stored column of one `d_audit_event` row, exactly as stored (the writer inserts these values and
 /// the verifier reads them back).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct StoredRow {
     /// Sealed in version 2, so a row cannot be moved to another position of the table unnoticed.
     pub id: i64,
@@ -159,6 +162,33 @@ pub fn v2_material(row: &StoredRow) -> Vec<u8> {
     material
 }
 
+/// Makes a value fit its column: control characters (PostgreSQL refuses NUL in text; a path parameter can
+/// carry one) are written as `\u{..}` escapes, then the value is cut to the column's width on a character
+/// boundary, so hostile input never fails the insert (which would fail the call closed). The writer stores
+/// values through it, and the row check compares the payload's copies of columns through it.
+pub fn column_text(value: &str, max_chars: usize) -> Cow<'_, str> {
+    let value = if value.chars().any(char::is_control) {
+        let mut escaped = String::with_capacity(value.len() + 8);
+        for c in value.chars() {
+            if c.is_control() {
+                escaped.extend(c.escape_unicode());
+            } else {
+                escaped.push(c);
+            }
+        }
+        Cow::Owned(escaped)
+    } else {
+        Cow::Borrowed(value)
+    };
+    match value.char_indices().nth(max_chars) {
+        Some((byte_index, _)) => match value {
+            Cow::Borrowed(v) => Cow::Borrowed(&v[..byte_index]),
+            Cow::Owned(v) => Cow::Owned(v[..byte_index].to_owned()),
+        },
+        None => value,
+    }
+}
+
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data))
@@ -191,6 +221,13 @@ mod tests {
             previous_hash: Some(String::new()),
             event_hash: String::new(),
         }
+    }
+
+    #[test]
+    fn column_text_respects_character_boundaries_and_escapes_control_characters() {
+        assert_eq!(column_text("ありがとう", 2), "あり");
+        assert_eq!(column_text("abc", 10), "abc");
+        assert_eq!(column_text("P\0x\n", 20), "P\\u{0}x\\u{a}");
     }
 
     #[test]
