@@ -46,6 +46,15 @@ fn targets_variant(environment: &DemoEnvironment, name: &str, from: &str, to: &s
     variant
 }
 
+/// The demo targets file's whole `[audit]` section (the last one: its database and checkpoint keys).
+fn audit_section(environment: &DemoEnvironment) -> String {
+    let text = std::fs::read_to_string(environment.targets_file()).expect("demo targets");
+    let header = format!("[targets.{DEMO_TARGET}.audit]");
+    let section = &text[text.find(&header).expect("the demo target has an [audit] section")..];
+    assert_eq!(section.matches('[').count(), 1, "the [audit] section is no longer the last: {section}");
+    section.to_owned()
+}
+
 /// `(subject, aspect, class)` of every change in a `diff --json` output, optionally only one aspect family.
 fn changes(output: &std::process::Output, aspect_prefix: &str) -> Vec<(String, String, String)> {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("diff --json");
@@ -191,7 +200,7 @@ async fn a_pull_that_newly_fails_is_one_regression_and_no_audit_database_reads_a
     // Arrange: a run that collects, one whose audit database refuses connections, two without [audit].
     let artifacts = tempfile::tempdir().expect("temp dir");
     let environment = DemoEnvironment::start(None).await.expect("demo server starts");
-    let audit_section = format!("[targets.{DEMO_TARGET}.audit]\nurl_file = \"audit.url\"\n");
+    let audit_section = audit_section(&environment);
     let unconfigured = targets_variant(&environment, "targets-no-audit.toml", &audit_section, "");
     let refused = targets_variant(&environment, "targets-refused-audit.toml", "\"audit.url\"", "\"refused.url\"");
     std::fs::write(refused.with_file_name("refused.url"), "postgres://connrun@127.0.0.1:1/refused").expect("url");
