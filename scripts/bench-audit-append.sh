@@ -9,7 +9,7 @@ WRITERS=${WRITERS:-64}
 ROWS=${ROWS:-50}
 REPS=${REPS:-3}
 PROFILE=${PROFILE:-dev}
-cargo build -q -p phr-server --example audit_append_bench --profile "$PROFILE"
+cargo build -q --workspace --example audit_append_bench --profile "$PROFILE" # the features every bench builds with
 dir=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 bin="${CARGO_TARGET_DIR:-target}/$dir/examples/audit_append_bench"
 work=$(mktemp -d)
