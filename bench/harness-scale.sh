@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 sizes="${SIZES:-200 1000}"
 jobs="${JOBS:-8}"
-port="${BENCH_PORT:-48443}"
-ops_port="${BENCH_OPS_PORT:-49464}"
+port="${BENCH_PORT:-26443}"
+ops_port="${BENCH_OPS_PORT:-26464}"
 phr_server="$(bench_phr_server)"
 connrun="$(bench_connrun)"
 base="${TMPDIR:-/tmp}"; [ -n "${BENCH_TMPFS:-}" ] && base=/dev/shm

@@ -13,7 +13,8 @@
 # Peers it needs: curl, openssl, nginx (Debian: nginx-light), oha (cargo install oha --locked), psql and a
 # PostgreSQL at PG_ADMIN_URL. It stops everything it started. A benchmark, not a test: CI does not run it.
 # Usage: bench/run.sh   (REPS=3, PROBES=200, SIZES="200 1000", ONLY="probe harness server audit stream build",
-#        BENCH_FRESH_BUILD=1 times a build from an empty target folder)
+#        BENCH_FRESH_BUILD=1 times a build from an empty target folder, BENCH_APPEND=1 keeps the day's figures)
+# Every port is below Linux's ephemeral range (32768-60999), so a client's outgoing connection cannot hold one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps="${REPS:-3}"
@@ -21,7 +22,8 @@ only="${ONLY:-probe harness server audit stream build}"
 stamp="$(date -u +%Y-%m-%d)"
 mkdir -p bench/results
 raw="bench/results/$stamp.tsv"
-: >"$raw"
+# BENCH_APPEND=1 adds to the day's figures (a part run again) instead of starting them afresh.
+[ -n "${BENCH_APPEND:-}" ] || : >"$raw"
 wants() { case " $only " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 record() { { grep -P '^RESULT\t' || true; } | tee -a "$raw" | cut -f2- | column -t; }
 # Runs one part with its output kept in bench/results/<date>.<name>.log; a part that fails is reported (and
