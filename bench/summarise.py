@@ -65,6 +65,11 @@ record = {"machine": machine, "figures": figures, "goals": [
 ]}
 json.dump(record, open(out_json, "w", encoding="utf-8"), indent=2)
 
+def shown_value(value):
+    """Whole numbers with thousands separators (bytes, KiB), others as they came."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
 lines = [f"Commit `{machine['commit']}`, {machine['cpus']} CPUs, Linux {machine['kernel']}, {machine['rustc']}.", "",
          "| goal | measured | bound | met |", "| --- | --- | --- | --- |"]
 for g in record["goals"]:
@@ -73,6 +78,7 @@ for g in record["goals"]:
     lines.append(f"| {g['goal']} | {shown} | {g['op']} {g['bound']} | {met} |")
 lines += ["", "| figure | unit | min | median | max | runs |", "| --- | --- | --- | --- | --- | --- |"]
 for name, f in figures.items():
-    lines.append(f"| {name} | {f['unit']} | {f['min']:g} | {f['median']:g} | {f['max']:g} | {f['runs']} |")
+    lines.append(f"| {name} | {f['unit']} | {shown_value(f['min'])} | {shown_value(f['median'])} | "
+                 f"{shown_value(f['max'])} | {f['runs']} |")
 open(out_md, "w", encoding="utf-8").write("\n".join(lines) + "\n")
 print("\n".join(lines))
