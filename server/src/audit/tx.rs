@@ -209,35 +209,33 @@ fn insert_chunks(rows: &[StoredRow], byte_limit: usize) -> Vec<&[StoredRow]> {
     chunks
 }
 
-/// About how many bytes a row's binds take in a Bind message: each value's bytes plus its 4-byte length.
+/// How many bytes a row's binds take in a Bind message: each value's bytes plus its 4-byte length.
 fn bound_bytes(row: &StoredRow) -> usize {
-    let text = |value: &Option<String>| 4 + value.as_deref().map_or(0, str::len);
-    let fixed = 4 * (8 + 4)
-        + 8
-        + row.chain_id.len()
-        + row.action.len()
-        + row.outcome.len()
-        + row.event_hash.len()
-        + 4
-        + row.payload_hash.len();
-    fixed
-        + [
-            &row.actor_id,
-            &row.actor_display_name,
-            &row.actor_role,
-            &row.resource,
-            &row.patient_id,
-            &row.request_id,
-            &row.trace_id,
-            &row.ip_address,
-            &row.user_agent,
-            &row.run_id,
-            &row.payload,
-            &row.previous_hash,
-        ]
+    const LENGTH: usize = 4;
+    // id (int8), hash_version (int4), event_time (timestamptz, 8 bytes).
+    let numbers = (LENGTH + 8) + (LENGTH + 4) + (LENGTH + 8);
+    let required: usize = [&row.chain_id, &row.action, &row.outcome, &row.payload_hash, &row.event_hash]
         .into_iter()
-        .map(text)
-        .sum::<usize>()
+        .map(|value| LENGTH + value.len())
+        .sum();
+    let optional: usize = [
+        &row.actor_id,
+        &row.actor_display_name,
+        &row.actor_role,
+        &row.resource,
+        &row.patient_id,
+        &row.request_id,
+        &row.trace_id,
+        &row.ip_address,
+        &row.user_agent,
+        &row.run_id,
+        &row.payload,
+        &row.previous_hash,
+    ]
+    .into_iter()
+    .map(|value| LENGTH + value.as_deref().map_or(0, str::len))
+    .sum();
+    numbers + required + optional
 }
 
 /// `INSERT … VALUES ($1, …, $20), ($21, …)` for `rows` rows.
