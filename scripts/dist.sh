@@ -2,8 +2,9 @@
 # Release binaries to ship: `cargo build --release` for the whole workspace, then each binary's debug info
 # split off into a file beside it rather than thrown away. target/dist/<bin> is the binary without its debug
 # sections and symbol table and with a `.gnu_debuglink` to target/dist/<bin>.debug, which holds them (the
-# symbols, the line tables of every crate, and the C libraries' DWARF). Keep the two together: gdb, addr2line and Rust's own backtraces find the
-# `.debug` file beside the binary (or under /usr/lib/debug), so a crash report still names file and line.
+# symbols, the line tables of every crate, and the C libraries' DWARF). Keep the two together: gdb, addr2line
+# and Rust's own backtraces find the `.debug` file beside the binary (or under /usr/lib/debug), so a crash
+# report still names file and line.
 # Why not cargo's `split-debuginfo`: on Linux it moves only the split DWARF units out and keeps the line
 # tables and the C code's DWARF in the binary (109 MB connrun, 84 MB phr-server against 34 MB and 24 MB
 # here; BENCHMARKS.md).
