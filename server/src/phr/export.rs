@@ -9,31 +9,29 @@
 //! a facility at its queue cap is answered 429 throttled with `Retry-After` (the spec's code for a limit);
 //! an `X-Forwarded-Proto: http` from a trusted proxy refuses any export call with 400 insecureScheme; the
 //! artifact URL requires the same mTLS + Basic + facility as every PHR call, on top of its signature.
-
-use std::time::Duration;
+//! The body's field checks are in `export/validate.rs`, the signed URL's minting and redemption and the paced
+//! artifact stream in `export/download.rs`.
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+mod download;
 mod validate;
 
 use super::pipeline;
 use super::reply::Reply;
 use super::request::{AuthMode, Caller, RequestMeta, invalid_json, read_body};
-use crate::audit::{Action, AuditTx};
-use crate::config::export::normalise_public_base;
+use crate::audit::Action;
 use crate::error::{ApiError, ErrorCode};
 use crate::export::job::{self, JobRow, JobState, NewJob};
 use crate::export::queue::{self, Admission};
-use crate::export::signed_url::{self, IssueRequest, RedeemError};
+use crate::export::signed_url;
 use crate::paths;
 use crate::state::AppState;
 use crate::storage::StorageError;
@@ -45,8 +43,6 @@ const MAX_EXPORT_BODY: usize = 4 * 1024 * 1024;
 const EXISTENCE_BATCH: usize = 200;
 /// `Retry-After` of a submit refused because the facility's queue is full: about one small export's run.
 const QUEUE_FULL_RETRY_SECONDS: u32 = 30;
-/// Who issues the URLs, for `PHR_SIGNED_URL_ISSUED.signedUrlIssuer`.
-const SIGNED_URL_ISSUER: &str = "phr-server";
 
 /// `PhrExportJobResponse`.
 #[derive(Debug, Serialize)]
@@ -181,7 +177,7 @@ pub async fn status(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Pa
         let mut body = PhrExportJobResponse::of(&row);
         let mut minted = None;
         if row.state == JobState::Succeeded {
-            let issue = mint(&app, &caller, &transport, &row).await?;
+            let issue = download::mint(&app, &caller, transport.host.as_deref(), &row).await?;
             body.download_url = issue.url.clone();
             minted = Some(issue);
         }
@@ -237,12 +233,12 @@ pub async fn artifact(
         let secret = app.config.export.signing_secret.as_ref().ok_or_else(|| {
             detail(ApiError::new(ErrorCode::InvalidSignature, "download URLs are not enabled on this server"))
         })?;
-        let params = QueryParams::parse(query.as_deref().unwrap_or(""));
+        let params = download::QueryParams::parse(query.as_deref().unwrap_or(""));
         let now_ms = job::millis(app.config.clock.now());
         let verified =
             signed_url::verify(&app.db, secret, job_id, params.single("expires"), params.single("token"), now_ms)
                 .await
-                .map_err(|e| detail(redeem_error(e)))?;
+                .map_err(|e| detail(download::redeem_error(e)))?;
         let key = match (row.state, row.artifact_key.as_deref()) {
             (JobState::Succeeded, Some(key)) => key.to_owned(),
             (JobState::Expired, _) => {
@@ -257,12 +253,14 @@ pub async fn artifact(
             other => ApiError::internal(other),
         })?;
         let ((), tx) = pipeline::change(&app, async |tx| {
-            signed_url::consume(tx, &verified, &caller.actor_id(), now_ms).await.map_err(|e| detail(redeem_error(e)))
+            signed_url::consume(tx, &verified, &caller.actor_id(), now_ms)
+                .await
+                .map_err(|e| detail(download::redeem_error(e)))
         })
         .await?;
 
         let size = blob.size;
-        let body = Body::from_stream(paced(blob.chunks, app.config.export.download_bytes_per_second));
+        let body = Body::from_stream(download::paced(blob.chunks, app.config.export.download_bytes_per_second));
         let mut response = Response::new(body);
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
@@ -313,83 +311,6 @@ async fn caller_job(app: &AppState, caller: &Caller, raw_id: &str) -> Result<(Uu
     Ok((job_id, row))
 }
 
-fn redeem_error(error: RedeemError) -> ApiError {
-    match error {
-        RedeemError::InvalidSignature => ApiError::new(ErrorCode::InvalidSignature, error.to_string()),
-        RedeemError::Expired => ApiError::new(ErrorCode::SignedUrlExpired, error.to_string()),
-        RedeemError::Used => ApiError::new(ErrorCode::SignedUrlUsed, error.to_string()),
-        RedeemError::Database(cause) => ApiError::from(cause),
-    }
-}
-
-/// What minting a download URL produced for the status call.
-struct Minted {
-    /// The URL, or `None` when no signing secret is configured.
-    url: Option<String>,
-    /// The extra audit row: `PHR_SIGNED_URL_ISSUED` or `PHR_SIGNED_URL_NULL_FALLBACK`, with its details.
-    action: Action,
-    details: Map<String, Value>,
-    /// The uncommitted issue row; it commits with the status call's rows.
-    transaction: Option<AuditTx>,
-}
-
-/// Mints a download URL. No secret: no URL and the NULL-fallback row. A URL that would not be https, or a
-/// failed insert: the call fails and is audited as `PHR_SIGNED_URL_ISSUE_FAILED`.
-async fn mint(app: &AppState, caller: &Caller, transport: &Transport, job: &JobRow) -> Result<Minted, ApiError> {
-    let config = &app.config.export;
-    let job_id = Uuid::parse_str(&job.job_id).map_err(ApiError::internal)?;
-    let mut details = Map::new();
-    details.insert("jobId".into(), job_id.to_string().into());
-    details.insert("signedUrlIssuer".into(), SIGNED_URL_ISSUER.into());
-    details.insert("storageType".into(), app.export.store.storage_type.as_str().into());
-    details.insert("signedUrlTtlSeconds".into(), config.token_ttl.as_secs().into());
-    details.insert("kmsKeyAlias".into(), config.storage.kms_key().map(str::to_owned).into());
-    details.insert("bandwidthProfile".into(), config.bandwidth_profile().into());
-    let issue_failed = |error: ApiError| {
-        let mut error = error.with_audit_action(Action::SignedUrlIssueFailed);
-        error.details.extend(details.clone());
-        error
-    };
-    let Some(secret) = &config.signing_secret else {
-        details.insert("reason".into(), "PHR_EXPORT_SIGNING_SECRET is not configured; downloadUrl omitted".into());
-        return Ok(Minted { url: None, action: Action::SignedUrlNullFallback, details, transaction: None });
-    };
-    let public_base = match &config.public_base_url {
-        Some(base) => normalise_public_base(base).map_err(|problem| {
-            issue_failed(ApiError::new(ErrorCode::InsecureScheme, format!("PHR_PUBLIC_BASE_URL {problem}")))
-        })?,
-        None => {
-            let host = transport.host.as_deref().and_then(valid_host).ok_or_else(|| {
-                issue_failed(ApiError::new(
-                    ErrorCode::InvalidParameter,
-                    "the request has no usable Host to build the download URL (set PHR_PUBLIC_BASE_URL)",
-                ))
-            })?;
-            format!("https://{host}")
-        }
-    };
-    let request = IssueRequest {
-        public_base: &public_base,
-        job_id,
-        facility_id: &job.facility_id,
-        issued_to: &caller.actor_id(),
-        now_ms: job::millis(app.config.clock.now()),
-        ttl_seconds: i64::try_from(config.token_ttl.as_secs()).unwrap_or(i64::MAX),
-    };
-    let (issued, tx) = pipeline::change(app, async |tx| {
-        signed_url::issue(tx, secret, &request).await.map_err(|e| issue_failed(ApiError::from(e)))
-    })
-    .await?;
-    details.insert("expires".into(), issued.expires.into());
-    Ok(Minted { url: Some(issued.url), action: Action::SignedUrlIssued, details, transaction: Some(tx) })
-}
-
-/// A `Host` value usable in a URL: a valid authority without user info.
-fn valid_host(host: &str) -> Option<&str> {
-    let authority: axum::http::uri::Authority = host.parse().ok()?;
-    (!authority.as_str().contains('@')).then_some(host)
-}
-
 /// Every requested patient must exist in the caller's facility; otherwise 404 patientNotFound naming them.
 async fn require_patients(app: &AppState, facility_id: &str, patient_ids: &[String]) -> Result<(), ApiError> {
     let mut missing = Vec::new();
@@ -420,103 +341,5 @@ async fn require_patients(app: &AppState, facility_id: &str, patient_ids: &[Stri
             .with_patient(first.clone())
             .with_detail("missingPatientCount", missing.len()))
         }
-    }
-}
-
-/// Query parameters, percent-decoded; a repeated name counts as absent (ambiguous).
-struct QueryParams(Vec<(String, String)>);
-
-impl QueryParams {
-    fn parse(query: &str) -> Self {
-        let decode =
-            |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-        Self(
-            query
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, v)) => (decode(k), decode(v)),
-                    None => (decode(pair), String::new()),
-                })
-                .collect(),
-        )
-    }
-
-    fn single(&self, name: &str) -> Option<&str> {
-        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        match (values.next(), values.next()) {
-            (Some(value), None) => Some(value),
-            _ => None,
-        }
-    }
-}
-
-/// Paces a byte stream to at most `bytes_per_second` on average: each chunk is released no earlier than the
-/// moment the bytes before and including it are due, so a fast store cannot exceed the bandwidth profile.
-fn paced(
-    chunks: futures::stream::BoxStream<'static, Result<Bytes, StorageError>>,
-    bytes_per_second: u64,
-) -> impl Stream<Item = Result<Bytes, StorageError>> + Send + 'static {
-    let start = tokio::time::Instant::now();
-    futures::stream::unfold((chunks, 0u64), move |(mut chunks, sent)| async move {
-        let chunk = chunks.next().await?;
-        let sent = sent + chunk.as_ref().map_or(0, |c| c.len() as u64);
-        let due = start + due_after(sent, bytes_per_second);
-        if due > tokio::time::Instant::now() {
-            tokio::time::sleep_until(due).await;
-        }
-        Some((chunk, (chunks, sent)))
-    })
-}
-
-/// When, after the start of a download paced at `bytes_per_second`, the first `sent` bytes may have left.
-fn due_after(sent: u64, bytes_per_second: u64) -> Duration {
-    Duration::from_secs_f64(sent as f64 / bytes_per_second.max(1) as f64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(json: Value) -> PhrExportRequest {
-        serde_json::from_value(json).unwrap()
-    }
-
-    #[test]
-    fn empty_or_missing_patient_ids_are_invalid_payload() {
-        for body in [json!({}), json!({"patientIds": []})] {
-            assert!(validate(&request(body), 10).unwrap_err().contains("patientIds"));
-        }
-    }
-
-    #[test]
-    fn ids_are_deduplicated_in_order_and_dates_checked() {
-        let spec =
-            validate(&request(json!({"patientIds": ["P2", "P1", "P2"], "documentSince": "2025-01-02"})), 10).unwrap();
-        assert_eq!(spec.patient_ids, ["P2", "P1"]);
-        assert_eq!(spec.document_since.as_deref(), Some("2025-01-02"));
-        let bad = validate(&request(json!({"patientIds": ["P1"], "labSince": "2025/01/02"})), 10).unwrap_err();
-        assert!(bad.contains("labSince"));
-        assert!(validate(&request(json!({"patientIds": ["P1", "P2"]})), 1).is_err());
-        assert!(validate(&request(json!({"patientIds": ["P1"], "rpRequest": 1})), 1).is_err());
-    }
-
-    #[test]
-    fn pacing_releases_bytes_at_the_configured_rate() {
-        assert_eq!(due_after(0, 50_000_000), Duration::ZERO);
-        assert_eq!(due_after(50_000_000, 50_000_000), Duration::from_secs(1));
-        assert_eq!(due_after(125_000_000, 50_000_000), Duration::from_millis(2500));
-        assert_eq!(
-            due_after(10, 0),
-            Duration::from_secs(10),
-            "a zero rate is treated as 1 B/s, never a division by zero"
-        );
-    }
-
-    #[test]
-    fn repeated_query_parameters_are_ambiguous() {
-        let q = QueryParams::parse("expires=1&token=a&token=b");
-        assert_eq!(q.single("expires"), Some("1"));
-        assert_eq!(q.single("token"), None);
     }
 }

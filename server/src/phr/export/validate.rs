@@ -81,3 +81,33 @@ pub(super) fn validate(request: &PhrExportRequest, max_patients: usize) -> Resul
         reply_to,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn request(json: Value) -> PhrExportRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn empty_or_missing_patient_ids_are_invalid_payload() {
+        for body in [json!({}), json!({"patientIds": []})] {
+            assert!(validate(&request(body), 10).unwrap_err().contains("patientIds"));
+        }
+    }
+
+    #[test]
+    fn ids_are_deduplicated_in_order_and_dates_checked() {
+        let spec =
+            validate(&request(json!({"patientIds": ["P2", "P1", "P2"], "documentSince": "2025-01-02"})), 10).unwrap();
+        assert_eq!(spec.patient_ids, ["P2", "P1"]);
+        assert_eq!(spec.document_since.as_deref(), Some("2025-01-02"));
+        let bad = validate(&request(json!({"patientIds": ["P1"], "labSince": "2025/01/02"})), 10).unwrap_err();
+        assert!(bad.contains("labSince"));
+        assert!(validate(&request(json!({"patientIds": ["P1", "P2"]})), 1).is_err());
+        assert!(validate(&request(json!({"patientIds": ["P1"], "rpRequest": 1})), 1).is_err());
+    }
+}
