@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-pki.sh
+. bench/lib.sh
 connections="${1:-1006}"
 normal="${BENCH_NORMAL:-50}"
 hold="${BENCH_HOLD:-5}"
@@ -34,23 +35,13 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-die() {
-  printf '\nbench-conn-flood: FAILED: %s\n' "$*" >&2
-  [ -s "$work/server.log" ] && { printf -- '--- tail of server.log\n' >&2; tail -n 20 "$work/server.log" >&2; }
-  exit 1
-}
 
-if [ -n "${BENCH_PHR_SERVER:-}" ]; then
-  phr_server="$(realpath "$BENCH_PHR_SERVER")"
-else
-  cargo build --release -q --workspace # the same feature set as every bench
-  phr_server="$(realpath "${CARGO_TARGET_DIR:-target}")/release/phr-server"
-fi
+phr_server="$(bench_phr_server)"
 
 cd "$work"
 bench_pki
 export PHR_DATABASE_URL="sqlite:$work/phr.db" PHR_IMAGE_STORE_DIR="$work/images" PHR_SEED_USER_PASSWORD="bench-pass"
-"$phr_server" seed --patients 2 >/dev/null 2>seed.log || { cat seed.log >&2; die "seed failed"; }
+"$phr_server" seed --patients 2 >/dev/null 2>seed.log || { cat seed.log >&2; bench_die "seed failed"; }
 
 # The server runs under the issue's descriptor limit.
 (
@@ -60,7 +51,7 @@ export PHR_DATABASE_URL="sqlite:$work/phr.db" PHR_IMAGE_STORE_DIR="$work/images"
 ) 2>>server.log &
 server_pid=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$ops_port/readyz" >/dev/null && break; sleep 0.1; done
-curl -fs "http://127.0.0.1:$ops_port/readyz" >/dev/null || die "phr-server not ready on 127.0.0.1:$ops_port"
+curl -fs "http://127.0.0.1:$ops_port/readyz" >/dev/null || bench_die "phr-server not ready on 127.0.0.1:$ops_port"
 
 phr="https://localhost:$port/openDolphin/resources/20/adm/phr/allergy/P0001"
 call() { # trace id; prints "<status> <seconds>"
@@ -118,11 +109,12 @@ flooder_pid=$!
 (while [ ! -e flood.held ]; do call busy; done >busy.out) &
 beside=$!
 for _ in $(seq 1 $((hold * 10 + 600))); do [ -e flood.held ] && break; kill -0 "$flooder_pid" 2>/dev/null || break; sleep 0.1; done
-[ -e flood.held ] || { cat flood.err >&2; die "the flooder stopped early"; }
+[ -e flood.held ] || { cat flood.err >&2; bench_die "the flooder stopped early"; }
 wait "$beside"
 open_during=$(metric phr_connections_open)
 refused_cap=$(metric phr_connections_refused_total)
 closed_reasons=$(curl -fs "http://127.0.0.1:$ops_port/metrics" | { grep '^phr_connections_closed_total' || true; } | tr '\n' ' ')
+[ -n "$closed_reasons" ] || closed_reasons="none"
 peak=$(status_kib VmHWM)
 t0=$(date +%s.%N)
 kill -TERM "$server_pid"
@@ -132,7 +124,7 @@ server_pid=""
 
 printf '== slow-header flood: %s TLS connections held %ss, server under ulimit -n 1024\n' "$connections" "$hold"
 sed 's/^/flooder: /' flood.out
-printf 'server: connections open at the end of the hold %s; refused at once by the cap %s; %s\n' \
+printf 'server: connections open at the end of the hold %s; refused at once by the cap %s; closed by a limit so far: %s\n' \
   "$open_during" "$refused_cap" "$closed_reasons"
 printf 'server peak RSS during the flood: %s MB\n' "$(awk -v k="$peak" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }')"
 idle=$(p50_ms idle.out)
