@@ -100,7 +100,7 @@ impl App {
         let auth = Authenticator::new(db.clone(), &config.auth, config.clock.clone(), metrics.clone())
             .map_err(|e| StartupError::Auth(e.to_string()))?;
         let image_budget = ImageBudget::for_database(&db, config.image.burst_bytes, config.image.burst_window);
-        let audit = AuditLog::new(db.clone(), config.clock.clone());
+        let audit = AuditLog::with_chains(db.clone(), config.clock.clone(), config.audit_chains);
         let export = ExportService::new(&config.export).map_err(StartupError::ExportStorage)?;
         let checkpoint_sink = match &config.audit_checkpoints {
             Some(settings) => {

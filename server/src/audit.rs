@@ -6,31 +6,34 @@
 //! rows written before it keep verifying under version 1), so a changed, removed or reordered row breaks the
 //! chain, and [`AuditLog::verify`] names the first row and column that do not hold ([`verify`]).
 //!
-//! Appends are serialised so a chain never forks: an in-process mutex keeps concurrent requests from
-//! queueing on database connections, and on PostgreSQL a transaction-scoped advisory lock extends the same
-//! guarantee to several server processes ([`tx`]). Plain appends are group-committed by one writer task
-//! (many calls' rows, one transaction, one flush); a data change and its rows share a transaction of their
-//! own, so one never commits without the other. The table itself refuses UPDATE and DELETE (a trigger, see the
+//! An authenticated caller's rows join its facility's chain, all others `main` ([`chains`]). Appends to a
+//! chain are serialised so it never forks: an in-process mutex keeps concurrent requests from queueing on
+//! database connections, and on PostgreSQL a transaction-scoped advisory lock per chain extends the same
+//! guarantee to several server processes ([`tx`]), while different chains commit side by side. Plain
+//! appends are group-committed by a writer task (many calls' rows, one transaction, one flush); a data
+//! change and its rows share a transaction of their own, so one never commits without the other. The table itself refuses UPDATE and DELETE (a trigger, see the
 //! migrations).
 
+mod chains;
 pub mod checkpoint;
 pub use auditchain::seal;
 pub mod tx;
 pub mod verify;
 mod writer;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use tokio::sync::Mutex;
 
+pub use chains::MAIN_CHAIN;
 pub use seal::{StoredRow, column_text, sha256_hex};
 pub use tx::AuditTx;
 pub use verify::{BrokenLink, ChainHead, VerifyReport};
 use writer::GroupWriter;
 
 use crate::clock::Clock;
+use crate::config::audit::ChainPolicy;
 use crate::db::Db;
 
 /// Every audit action the server writes. Names are the spec's and existing audit SQL depends on them.
@@ -111,6 +114,9 @@ impl Outcome {
 /// One row to append. Column names follow `d_audit_event`.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
+    /// The authenticated caller's facility, which picks the row's chain; `None` when nobody authenticated
+    /// (a facility the caller only claims never picks a chain).
+    pub facility_id: Option<String>,
     /// `facilityId:userId` of the authenticated caller (or the certificate subject when Basic does not apply).
     pub actor_id: Option<String>,
     pub actor_display_name: Option<String>,
@@ -146,18 +152,27 @@ pub struct AuditLog {
     db: Db,
     /// Stamps each row's `event_time`.
     clock: Clock,
-    /// Serialises appends inside this process (see the module docs); held by an [`AuditTx`] until it ends,
-    /// and by the group-commit writer for each batch.
-    append_lock: Arc<Mutex<()>>,
-    /// The group-commit writer, started on the first plain append (on the runtime that makes it).
-    writer: OnceLock<GroupWriter>,
-    /// Told after every commit how many rows it appended (wakes the checkpoint task).
+    /// Which chain a row joins, and each lane's lock and group-commit writer.
+    chains: chains::Chains,
+    /// Told after every commit how many rows it appended to which chain (wakes the checkpoint task).
     signal: Arc<checkpoint::AppendSignal>,
 }
 
 impl AuditLog {
+    /// An audit log with a chain per facility (the default policy).
     pub fn new(db: Db, clock: Clock) -> Self {
-        Self { db, clock, append_lock: Arc::new(Mutex::new(())), writer: OnceLock::new(), signal: Arc::default() }
+        Self::with_chains(db, clock, ChainPolicy::default())
+    }
+
+    /// An audit log whose rows join chains by `policy`.
+    pub fn with_chains(db: Db, clock: Clock, policy: ChainPolicy) -> Self {
+        let lane_per_chain = matches!(db, Db::Postgres(_));
+        Self { db, clock, chains: chains::Chains::new(policy, lane_per_chain), signal: Arc::default() }
+    }
+
+    /// The chain the rows of a caller authenticated for `facility` join (`None`: nobody authenticated).
+    pub fn chain_of(&self, facility: Option<&str>) -> String {
+        self.chains.chain_of(facility)
     }
 
     /// What the checkpoint task listens to.
@@ -165,9 +180,12 @@ impl AuditLog {
         self.signal.clone()
     }
 
-    /// Begins a transaction on the chain: the data change of a call and its rows then commit together.
-    pub async fn begin(&self) -> Result<AuditTx, AuditError> {
-        Ok(AuditTx::begin(&self.db, self.append_lock.clone(), self.clock.clone(), self.signal.clone()).await?)
+    /// Begins a transaction on the chain of the caller authenticated for `facility`: the data change of a
+    /// call and its rows then commit together.
+    pub async fn begin(&self, facility: Option<&str>) -> Result<AuditTx, AuditError> {
+        let chain = self.chains.chain_of(facility);
+        let lock = self.chains.lane(&chain).lock.clone();
+        Ok(AuditTx::begin(&self.db, lock, chain, self.clock.clone(), self.signal.clone()).await?)
     }
 
     /// Appends one row on its own and returns its id. The row is committed when this returns `Ok`.
@@ -176,13 +194,17 @@ impl AuditLog {
         ids.first().copied().ok_or(AuditError::WriterStopped)
     }
 
-    /// Appends a call's rows, in order and all or none, through the group-commit writer; returns their ids
-    /// once committed (together with whatever other calls were waiting).
+    /// Appends a call's rows, in order and all or none, through its chain's group-commit writer; returns their
+    /// ids once committed (together with whatever other calls were waiting). A call's rows stay together:
+    /// they join the chain of the first row's facility.
     pub async fn append_all(&self, events: Vec<AuditEvent>) -> Result<Vec<i64>, AuditError> {
-        let writer = self.writer.get_or_init(|| {
-            GroupWriter::start(self.db.clone(), self.clock.clone(), self.append_lock.clone(), self.signal.clone())
+        let Some(first) = events.first() else { return Ok(Vec::new()) };
+        let chain = self.chains.chain_of(first.facility_id.as_deref());
+        let lane = self.chains.lane(&chain);
+        let writer = lane.writer.get_or_init(|| {
+            GroupWriter::start(self.db.clone(), self.clock.clone(), lane.lock.clone(), self.signal.clone())
         });
-        writer.append(events).await
+        writer.append(chain, events).await
     }
 
     /// Walks every chain in id order and reports the first row, and column, that does not hold.

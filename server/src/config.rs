@@ -24,7 +24,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::clock::Clock;
-use audit::{CheckpointArgs, CheckpointConfig};
+use audit::{ChainPolicy, CheckpointArgs, CheckpointConfig};
 use auth::{AuthArgs, AuthLimits};
 use connections::{ConnectionArgs, ConnectionLimits};
 pub use error::ConfigError;
@@ -100,6 +100,11 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
+
+    /// Which chain an audit row joins: `facility` (a chain per authenticated facility, `main` for the rest,
+    /// so facilities do not wait for each other) or `single` (every row in `main`).
+    #[arg(long, env = "PHR_AUDIT_CHAINS", value_enum, default_value_t = ChainPolicy::Facility)]
+    pub audit_chains: ChainPolicy,
 
     /// Seconds in-flight requests get to finish after SIGTERM or ctrl-c.
     #[arg(long, env = "PHR_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
@@ -200,6 +205,8 @@ pub struct Config {
     pub export: ExportConfig,
     /// Signed audit checkpoints; `None` writes none (no `PHR_AUDIT_SIGNING_KEY`).
     pub audit_checkpoints: Option<CheckpointConfig>,
+    /// Which chain each audit row joins.
+    pub audit_chains: ChainPolicy,
     /// The time source; tests inject a manual clock.
     pub clock: Clock,
 }
@@ -222,6 +229,7 @@ impl Config {
             auth: AuthLimits::default(),
             export: ExportConfig::default(),
             audit_checkpoints: None,
+            audit_chains: ChainPolicy::default(),
             clock: Clock::System,
         }
     }
@@ -265,6 +273,7 @@ impl ServeArgs {
             auth: self.auth.validate()?,
             export: self.export.validate()?,
             audit_checkpoints: self.checkpoints.validate()?,
+            audit_chains: self.audit_chains,
             clock: Clock::System,
         })
     }

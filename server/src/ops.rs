@@ -58,7 +58,7 @@ struct ChainQuery {
 }
 
 async fn checkpoint(State(app): State<AppState>, Query(query): Query<ChainQuery>) -> Response {
-    let chain = query.chain.as_deref().unwrap_or(crate::audit::tx::MAIN_CHAIN);
+    let chain = query.chain.as_deref().unwrap_or(crate::audit::MAIN_CHAIN);
     match app.checkpoints.get(chain) {
         Some(signed) => axum::Json(signed).into_response(),
         None => (

@@ -52,12 +52,34 @@ impl Checkpoint {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The document's file (or object) name: the chain, then the id zero-padded, so names sort by id.
+    /// The document's file (or object) name: [`file_prefix`] of the chain, then the id zero-padded, so a
+    /// chain's names sort by id.
     pub fn file_name(&self) -> String {
-        let chain: String =
-            self.chain_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-        format!("checkpoint-{chain}-{:020}.json", self.last_id)
+        format!("{}{:020}.json", file_prefix(&self.chain_id), self.last_id)
     }
+}
+
+/// `checkpoint-<chain>-`, the chain spelt so that every chain id has a name of its own and a safe one: ASCII
+/// letters, digits and `-` as they are, every other byte as `_` and two lower-case hex digits (`F.1` is
+/// `F_2e1`, `F_1` is `F_5f1`). A chain's documents are the names of this prefix followed by 20 digits.
+pub fn file_prefix(chain_id: &str) -> String {
+    let mut name = String::from("checkpoint-");
+    for byte in chain_id.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' {
+            name.push(char::from(byte));
+        } else {
+            name.push_str(&format!("_{byte:02x}"));
+        }
+    }
+    name.push('-');
+    name
+}
+
+/// Whether `name` is a document of `chain_id` ([`Checkpoint::file_name`]): its prefix, 20 digits, `.json`.
+pub fn is_file_of(name: &str, chain_id: &str) -> bool {
+    name.strip_prefix(&file_prefix(chain_id))
+        .and_then(|rest| rest.strip_suffix(".json"))
+        .is_some_and(|id| id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A checkpoint and its detached signature, as stored and served.
@@ -237,6 +259,33 @@ mod tests {
         );
         assert_eq!(bytes, expected);
         assert_eq!(sample(&key).file_name(), "checkpoint-main-00000000000000000042.json");
+    }
+
+    #[test]
+    fn every_chain_has_file_names_of_its_own_and_only_its_documents_match() {
+        let name = |chain: &str| Checkpoint { chain_id: chain.into(), last_id: 7, ..sample_unsigned() }.file_name();
+        assert_eq!(name("F001"), "checkpoint-F001-00000000000000000007.json");
+        assert_eq!(name("F.1"), "checkpoint-F_2e1-00000000000000000007.json");
+        assert_eq!(name("F_1"), "checkpoint-F_5f1-00000000000000000007.json");
+        assert_eq!(name("../x"), "checkpoint-_2e_2e_2fx-00000000000000000007.json");
+        assert!(is_file_of(&name("F0"), "F0"));
+        // A chain whose id extends another's is not the other's document.
+        assert!(!is_file_of(&name("F0-1"), "F0"));
+        assert!(!is_file_of("checkpoint-F0-1.json", "F0"));
+        assert!(!is_file_of(&name("F0").replace(".json", ".tmp"), "F0"));
+    }
+
+    /// A checkpoint with fixed values and no key.
+    fn sample_unsigned() -> Checkpoint {
+        Checkpoint {
+            chain_id: "main".into(),
+            event_hash: "ab".repeat(32),
+            format: FORMAT.into(),
+            key_id: String::new(),
+            last_id: 42,
+            rows: 41,
+            signed_at: "2026-12-03T13:00:00.123Z".into(),
+        }
     }
 
     #[test]

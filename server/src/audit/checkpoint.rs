@@ -3,14 +3,19 @@
 //! the head of each chain (last id, event hash, row count) is signed with the Ed25519 key and written to the
 //! [`sink`], and the newest per chain is kept for `GET /audit/checkpoint` on the ops listener.
 //!
-//! Appending never waits for it: a commit only adds to a counter and wakes the task ([`AppendSignal`]); the
-//! task reads the head with its own queries, after the commit. The row count is kept incrementally (rows
-//! above the last id seen), because rows are committed in id order under the chain lock, so a reader sees a
-//! prefix of each chain. The document format and the signed bytes are `auditchain::checkpoint`'s.
+//! Appending never waits for it: a commit only adds to a counter, notes its chain and wakes the task
+//! ([`AppendSignal`]); the task reads the heads with its own queries, after the commit. Each chain's row count
+//! is kept incrementally (rows of the chain above the last id counted), because a chain's rows are committed
+//! in id order under its lock, so a reader sees a prefix of each chain. Chains commit side by side, so ids
+//! of *different* chains are not committed in id order: nothing here counts across chains. A round after
+//! appends reads the chains this process appended to; the first round, every timed round and the last one
+//! read every chain in the table (found through the `(chain_id, id)` index, one probe per chain), so rows
+//! another instance appended are signed too. The document format and the signed bytes are
+//! `auditchain::checkpoint`'s.
 
 pub mod sink;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -52,22 +57,35 @@ pub fn keygen(private_path: &Path, public_path: &Path) -> Result<String, KeygenE
     Ok(key.public_key().fingerprint())
 }
 
-/// Rows committed since start, and a wake-up for the checkpoint task. Costs an atomic add per commit.
+/// Rows committed since start, the chains they joined, and a wake-up for the checkpoint task. Costs an
+/// atomic add and a short lock per commit.
 #[derive(Debug, Default)]
 pub struct AppendSignal {
     /// Rows committed by this process.
     rows: AtomicU64,
+    /// Chains appended to since the task last read them.
+    chains: std::sync::Mutex<BTreeSet<String>>,
     /// Wakes the task.
     notify: Notify,
 }
 
 impl AppendSignal {
-    /// Called after a commit that appended `rows` rows.
-    pub fn committed(&self, rows: usize) {
+    /// Called after a commit that appended `rows` rows to `chain`.
+    pub fn committed(&self, chain: &str, rows: usize) {
         if rows > 0 {
+            let mut chains = self.chains.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !chains.contains(chain) {
+                chains.insert(chain.to_owned());
+            }
+            drop(chains);
             self.rows.fetch_add(rows as u64, Ordering::Relaxed);
             self.notify.notify_one();
         }
+    }
+
+    /// The chains appended to since the last call.
+    fn take_chains(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.chains.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 
@@ -119,12 +137,10 @@ impl CheckpointTask {
     }
 }
 
-/// What the task knows of the table: the highest id counted, and per chain its head and row count.
+/// What the task knows of the table: per chain its head and row count.
 #[derive(Debug, Default)]
 struct Heads {
-    /// Rows with ids up to this one are counted in `chains`.
-    counted_to: i64,
-    /// Per chain: last id, rows, last event hash.
+    /// Per chain: last id counted (rows of the chain with ids up to it are counted), rows, last event hash.
     chains: BTreeMap<String, (i64, u64, String)>,
     /// Per chain: the last id a checkpoint was written for.
     signed: BTreeMap<String, i64>,
@@ -151,11 +167,12 @@ impl Writer {
         let mut ticks = tokio::time::interval(self.config.every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rows_at_last = 0u64;
+        let mut appended = BTreeSet::new();
         loop {
-            tokio::select! {
+            let every_chain = tokio::select! {
                 // A stop, or the handle gone: the final checkpoint either way.
                 _ = stopped.changed() => {
-                    self.round().await;
+                    self.round(None).await;
                     return;
                 }
                 () = signal.notify.notified() => {
@@ -164,19 +181,28 @@ impl Writer {
                         continue;
                     }
                     rows_at_last = rows;
+                    false
                 }
-                _ = ticks.tick() => rows_at_last = signal.rows.load(Ordering::Relaxed),
+                _ = ticks.tick() => {
+                    rows_at_last = signal.rows.load(Ordering::Relaxed);
+                    true
+                }
+            };
+            // Kept until a round reads them, so a failed round loses no chain.
+            appended.extend(signal.take_chains());
+            if self.round((!every_chain).then(|| appended.clone())).await {
+                appended.clear();
             }
-            self.round().await;
         }
     }
 
-    /// Reads the heads and writes a checkpoint for every chain whose head moved; failures are logged and
-    /// retried next round (the head is still unsigned then).
-    async fn round(&mut self) {
-        if let Err(error) = self.count().await {
+    /// Reads the heads of `chains` (every chain in the table when `None`) and writes a checkpoint for every
+    /// chain whose head moved; failures are logged and retried next round (the head is still unsigned then).
+    /// Whether the heads could be read.
+    async fn round(&mut self, chains: Option<BTreeSet<String>>) -> bool {
+        if let Err(error) = self.count(chains).await {
             tracing::warn!(%error, "audit checkpoint: reading the chain heads failed; retried next round");
-            return;
+            return false;
         }
         let moved: Vec<(String, (i64, u64, String))> = self
             .heads
@@ -209,26 +235,39 @@ impl Writer {
                 }
             }
         }
+        true
     }
 
-    /// Counts the rows above `counted_to` per chain and reads each moved chain's head hash.
-    async fn count(&mut self) -> Result<(), sqlx::Error> {
-        const SQL: &str = "SELECT chain_id, COUNT(*), MAX(id) FROM d_audit_event WHERE id > $1 GROUP BY chain_id";
+    /// Counts each chain's rows above its last counted id and reads the moved chains' head hashes: the chains
+    /// named, or every chain in the table when `None`.
+    async fn count(&mut self, chains: Option<BTreeSet<String>>) -> Result<(), sqlx::Error> {
+        // One index probe per chain: the smallest chain id above the previous one, until there is none.
+        const CHAINS_SQL: &str = "WITH RECURSIVE c(id) AS (SELECT MIN(chain_id) FROM d_audit_event UNION ALL \
+             SELECT (SELECT MIN(chain_id) FROM d_audit_event WHERE chain_id > c.id) FROM c WHERE c.id IS NOT NULL) \
+             SELECT id FROM c WHERE id IS NOT NULL";
+        const GROWN_SQL: &str = "SELECT COUNT(*), MAX(id) FROM d_audit_event WHERE chain_id = $1 AND id > $2";
         const HASH_SQL: &str = "SELECT event_hash FROM d_audit_event WHERE id = $1";
-        let from = self.heads.counted_to;
-        let grown: Vec<(String, i64, i64)> =
-            crate::with_pool!(&self.db, |pool| sqlx::query_as(SQL).bind(from).fetch_all(pool).await)?;
-        let mut hashes = Vec::with_capacity(grown.len());
-        for (_, _, last_id) in &grown {
+        let chains: Vec<String> = match chains {
+            Some(chains) => chains.into_iter().collect(),
+            None => crate::with_pool!(&self.db, |pool| sqlx::query_scalar(CHAINS_SQL).fetch_all(pool).await)?,
+        };
+        let mut grown = Vec::new();
+        for chain in chains {
+            let from = self.heads.chains.get(&chain).map_or(0, |(last_id, _, _)| *last_id);
+            let (count, last_id): (i64, Option<i64>) = crate::with_pool!(&self.db, |pool| sqlx::query_as(GROWN_SQL)
+                .bind(&chain)
+                .bind(from)
+                .fetch_one(pool)
+                .await)?;
+            let Some(last_id) = last_id else { continue };
             let hash: String =
                 crate::with_pool!(&self.db, |pool| sqlx::query_scalar(HASH_SQL).bind(last_id).fetch_one(pool).await)?;
-            hashes.push(hash);
+            grown.push((chain, count, last_id, hash));
         }
         // Applied only once everything was read, so a failed read leaves the counts as they were.
-        for ((chain, count, last_id), hash) in grown.into_iter().zip(hashes) {
+        for (chain, count, last_id, hash) in grown {
             let entry = self.heads.chains.entry(chain).or_insert((0, 0, String::new()));
             *entry = (last_id, entry.1 + u64::try_from(count).unwrap_or(0), hash);
-            self.heads.counted_to = self.heads.counted_to.max(last_id);
         }
         Ok(())
     }

@@ -7,10 +7,11 @@
 //! change goes with it. Calls without a data change go to the group-commit writer (`writer.rs`), which
 //! uses the same [`begin_chain_transaction`] and [`append_rows`] for a whole batch.
 //!
-//! Lock order is always the in-process chain mutex first, then the database transaction (SQLite: `BEGIN
-//! IMMEDIATE`, the database's single write lock; PostgreSQL: `BEGIN` plus the transaction-scoped advisory
-//! lock). The other order deadlocks on SQLite: a connection holding the write lock would wait for a mutex
-//! whose holder waits for the write lock.
+//! Lock order is always the in-process lane mutex first (`chains.rs`), then the database transaction
+//! (SQLite: `BEGIN IMMEDIATE`, the database's single write lock; PostgreSQL: `BEGIN` plus the chain's
+//! transaction-scoped advisory lock). The other order deadlocks on SQLite: a connection holding the write lock
+//! would wait for a mutex whose holder waits for the write lock. A transaction holds one chain's locks only,
+//! so two chains never wait for each other in a circle.
 
 use std::sync::Arc;
 
@@ -24,18 +25,21 @@ use crate::clock::Clock;
 use crate::db::Db;
 use crate::dbtx::DbTx;
 
-/// Key of the PostgreSQL advisory lock that serialises chain appends across processes.
-const CHAIN_LOCK_KEY: i64 = 0x5048_525f_4155_4454; // "PHR_AUDT"
+pub use super::chains::MAIN_CHAIN;
 
-/// The chain every row is appended to (one chain; the column lets there be more).
-pub const MAIN_CHAIN: &str = "main";
+/// Key of the PostgreSQL advisory lock that serialises appends to `main` across processes (the key servers
+/// before chains per facility took, so a server of either version appending to `main` waits for the other).
+const MAIN_LOCK_KEY: i64 = 0x5048_525f_4155_4454; // "PHR_AUDT"
+/// First key of the two-key advisory lock of any other chain ("PHRC"); the second is [`chain_lock_keys`]'s.
+/// The two-key space is apart from the one-key space, and a hash collision only makes two chains take turns.
+const CHAIN_LOCK_CLASS: i32 = 0x5048_5243;
 
 /// The chain's newest row: its hash is the next row's `previous_hash`.
 const HEAD_SQL: &str = "SELECT event_hash FROM d_audit_event WHERE chain_id = $1 ORDER BY id DESC LIMIT 1";
-/// The ids the next `$1` rows get. They are sealed into the rows, so they are taken before the insert, under
-/// the lock (so chain order is id order).
-const PG_NEXT_IDS_SQL: &str =
-    "SELECT nextval(pg_get_serial_sequence('d_audit_event', 'id')) FROM generate_series(1, $1::bigint)";
+/// The chain's head (on every row) and the ids the next `$2` rows get, in one round trip. The ids are sealed
+/// into the rows, so they are taken before the insert, under the lock (so chain order is id order).
+const PG_HEAD_AND_IDS_SQL: &str = "SELECT (SELECT event_hash FROM d_audit_event WHERE chain_id = $1 ORDER BY id DESC \
+     LIMIT 1), nextval(pg_get_serial_sequence('d_audit_event', 'id')) FROM generate_series(1, $2::bigint)";
 /// SQLite's AUTOINCREMENT rule: one more than the largest id ever used (the table's or `sqlite_sequence`'s).
 const SQLITE_NEXT_ID_SQL: &str = "SELECT COALESCE(MAX(v), 0) + 1 FROM (SELECT MAX(id) AS v FROM d_audit_event \
      UNION ALL SELECT seq AS v FROM sqlite_sequence WHERE name = 'd_audit_event')";
@@ -57,8 +61,10 @@ const PG_BYTES_PER_INSERT: usize = 12 * 1024;
 /// The chain lock plus one database transaction; rows appended in it commit with whatever else it changed.
 #[derive(Debug)]
 pub struct AuditTx {
-    /// Serialises chain appends in this process; released when the transaction ends.
+    /// Serialises the lane's appends in this process; released when the transaction ends.
     _serialised: OwnedMutexGuard<()>,
+    /// The chain the rows join.
+    chain: String,
     /// The transaction the data change and the rows share.
     tx: DbTx,
     /// Stamps each row's `event_time`.
@@ -70,16 +76,22 @@ pub struct AuditTx {
 }
 
 impl AuditTx {
-    /// Takes the chain lock, then begins the transaction (see the module docs for the order).
+    /// Takes the lane lock, then begins the transaction on `chain` (see the module docs for the order).
     pub(super) async fn begin(
         db: &Db,
         lock: Arc<Mutex<()>>,
+        chain: String,
         clock: Clock,
         signal: Arc<AppendSignal>,
     ) -> Result<Self, sqlx::Error> {
         let serialised = lock.lock_owned().await;
-        let tx = begin_chain_transaction(db).await?;
-        Ok(Self { _serialised: serialised, tx, clock, appended: 0, signal })
+        let tx = begin_chain_transaction(db, &chain).await?;
+        Ok(Self { _serialised: serialised, chain, tx, clock, appended: 0, signal })
+    }
+
+    /// The chain this transaction's rows join.
+    pub fn chain(&self) -> &str {
+        &self.chain
     }
 
     /// The transaction, for the call's data change.
@@ -89,7 +101,7 @@ impl AuditTx {
 
     /// Appends one row to the chain inside the transaction and returns its id.
     pub async fn append(&mut self, event: AuditEvent) -> Result<i64, AuditError> {
-        let ids = append_rows(&mut self.tx, &self.clock, std::slice::from_ref(&event)).await?;
+        let ids = append_rows(&mut self.tx, &self.clock, &self.chain, std::slice::from_ref(&event)).await?;
         self.appended += ids.len();
         Ok(ids[0])
     }
@@ -100,7 +112,7 @@ impl AuditTx {
             DbTx::Postgres(tx) => tx.commit().await?,
             DbTx::Sqlite(tx) => tx.commit().await?,
         }
-        self.signal.committed(self.appended);
+        self.signal.committed(&self.chain, self.appended);
         Ok(())
     }
 
@@ -114,37 +126,62 @@ impl AuditTx {
     }
 }
 
-/// Begins a transaction that may append to the chain; the caller holds the in-process chain lock. SQLite
-/// takes the write lock up front (a deferred read-then-write transaction fails with SQLITE_BUSY_SNAPSHOT,
-/// which busy_timeout does not retry, when another connection writes in between); PostgreSQL takes the
-/// transaction-scoped advisory lock that serialises appends across processes.
-pub(super) async fn begin_chain_transaction(db: &Db) -> Result<DbTx, sqlx::Error> {
+/// Begins a transaction that may append to `chain`; the caller holds the chain's lane lock. SQLite takes
+/// the write lock up front (a deferred read-then-write transaction fails with SQLITE_BUSY_SNAPSHOT, which
+/// busy_timeout does not retry, when another connection writes in between), which serialises every chain;
+/// PostgreSQL takes the chain's transaction-scoped advisory lock, which serialises its appends across
+/// processes and leaves other chains free.
+///
+/// On PostgreSQL `BEGIN` and the lock leave as one simple query (one round trip); the keys are integers, so
+/// nothing of the chain's name is spliced into SQL.
+pub(super) async fn begin_chain_transaction(db: &Db, chain: &str) -> Result<DbTx, sqlx::Error> {
     Ok(match db {
         Db::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK_KEY).execute(&mut *tx).await?;
-            DbTx::Postgres(tx)
+            let begin = match chain_lock_keys(chain) {
+                None => format!("BEGIN; SELECT pg_advisory_xact_lock({MAIN_LOCK_KEY})"),
+                Some((class, key)) => format!("BEGIN; SELECT pg_advisory_xact_lock({class}, {key})"),
+            };
+            // Only integers are formatted in: nothing of the chain's name reaches the SQL text.
+            DbTx::Postgres(pool.begin_with(sqlx::AssertSqlSafe(begin)).await?)
         }
         Db::Sqlite(pool) => DbTx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
     })
 }
 
-/// Appends `events` in order to the chain inside `tx` (begun by [`begin_chain_transaction`], under the chain
-/// lock): the head is read once, the ids are taken once, the rows are sealed one after the other and
-/// inserted in as few statements as the bind limits allow. Returns their ids.
-pub(super) async fn append_rows(tx: &mut DbTx, clock: &Clock, events: &[AuditEvent]) -> Result<Vec<i64>, sqlx::Error> {
+/// The two keys of `chain`'s PostgreSQL advisory lock: [`CHAIN_LOCK_CLASS`] and the first four bytes of the
+/// SHA-256 of its name (big-endian); `None` for `main`, which takes the one-key lock servers always took.
+pub fn chain_lock_keys(chain: &str) -> Option<(i32, i32)> {
+    if chain == MAIN_CHAIN {
+        return None;
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, chain.as_bytes());
+    let bytes = digest.as_ref();
+    Some((CHAIN_LOCK_CLASS, i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])))
+}
+
+/// Appends `events` in order to `chain` inside `tx` (begun by [`begin_chain_transaction`] for that chain,
+/// under its lane lock): the head is read once, the ids are taken once, the rows are sealed one after the
+/// other and inserted in as few statements as the bind limits allow. Returns their ids.
+pub(super) async fn append_rows(
+    tx: &mut DbTx,
+    clock: &Clock,
+    chain: &str,
+    events: &[AuditEvent],
+) -> Result<Vec<i64>, sqlx::Error> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
     let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
     let postgres = matches!(tx, DbTx::Postgres(_));
     let (mut previous_hash, ids): (String, Vec<i64>) = crate::with_tx!(tx, |conn| {
-        let head: Option<String> = sqlx::query_scalar(HEAD_SQL).bind(MAIN_CHAIN).fetch_optional(&mut *conn).await?;
-        let mut ids: Vec<i64> = if postgres {
-            sqlx::query_scalar(PG_NEXT_IDS_SQL).bind(count).fetch_all(&mut *conn).await?
+        let (head, mut ids): (Option<String>, Vec<i64>) = if postgres {
+            let rows: Vec<(Option<String>, i64)> =
+                sqlx::query_as(PG_HEAD_AND_IDS_SQL).bind(chain).bind(count).fetch_all(&mut *conn).await?;
+            (rows.first().and_then(|(head, _)| head.clone()), rows.into_iter().map(|(_, id)| id).collect())
         } else {
+            let head = sqlx::query_scalar(HEAD_SQL).bind(chain).fetch_optional(&mut *conn).await?;
             let first: i64 = sqlx::query_scalar(SQLITE_NEXT_ID_SQL).fetch_one(&mut *conn).await?;
-            (first..first + count).collect()
+            (head, (first..first + count).collect())
         };
         ids.sort_unstable();
         Ok::<_, sqlx::Error>((head.unwrap_or_default(), ids))
@@ -152,7 +189,7 @@ pub(super) async fn append_rows(tx: &mut DbTx, clock: &Clock, events: &[AuditEve
     let mut rows = Vec::with_capacity(events.len());
     for (event, id) in events.iter().zip(&ids) {
         // Millisecond precision, so the stored time re-hashes to the same value on both backends.
-        let row = sealed_row(event, *id, MAIN_CHAIN, previous_hash, clock.now().trunc_subsecs(3));
+        let row = sealed_row(event, *id, chain, previous_hash, clock.now().trunc_subsecs(3));
         previous_hash = row.event_hash.clone();
         rows.push(row);
     }

@@ -8,8 +8,11 @@
 //! in order. When a batch fails (one row refused, say), each call of it is retried in a transaction of its
 //! own, so only the call whose row cannot be written fails closed.
 //!
+//! There is one writer per lane (`chains.rs`): per chain on PostgreSQL, so facilities commit side by side;
+//! one for every chain on SQLite, whose batch appends each chain's rows in the same transaction.
+//!
 //! The writer is a task of its own: a request that is cancelled while waiting only stops listening, it
-//! cannot leave a transaction open. Calls that change data do not come here; they hold the same chain lock
+//! cannot leave a transaction open. Calls that change data do not come here; they hold the same lane lock
 //! through `AuditTx`, so their transactions and the batches take turns.
 
 use std::sync::Arc;
@@ -30,6 +33,8 @@ const QUEUE_CAPACITY: usize = 4096;
 
 /// One call's rows and where to answer.
 pub(super) struct Pending {
+    /// The chain the call's rows join (a call's rows stay together in one chain).
+    chain: String,
     /// The call's rows, in order.
     events: Vec<AuditEvent>,
     /// Receives the rows' ids once committed, or why they were not.
@@ -51,10 +56,10 @@ impl GroupWriter {
         Self { queue }
     }
 
-    /// Queues a call's rows and waits until they are committed (or refused).
-    pub(super) async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<i64>, AuditError> {
+    /// Queues a call's rows for `chain` and waits until they are committed (or refused).
+    pub(super) async fn append(&self, chain: String, events: Vec<AuditEvent>) -> Result<Vec<i64>, AuditError> {
         let (done, answer) = oneshot::channel();
-        self.queue.send(Pending { events, done }).await.map_err(|_| AuditError::WriterStopped)?;
+        self.queue.send(Pending { chain, events, done }).await.map_err(|_| AuditError::WriterStopped)?;
         answer.await.map_err(|_| AuditError::WriterStopped)?
     }
 }
@@ -76,13 +81,9 @@ async fn run(
 
 /// Commits the calls of `batch` together and answers each; on failure, retries each call on its own.
 async fn commit_batch(db: &Db, clock: &Clock, signal: &AppendSignal, batch: Vec<Pending>) {
-    let events: Vec<AuditEvent> = batch.iter().flat_map(|pending| pending.events.iter().cloned()).collect();
-    match write(db, clock, &events).await {
-        Ok(ids) => {
-            signal.committed(ids.len());
-            let mut ids = ids.into_iter();
-            for pending in batch {
-                let own: Vec<i64> = ids.by_ref().take(pending.events.len()).collect();
+    match write(db, clock, signal, &batch).await {
+        Ok(mut ids) => {
+            for (pending, own) in batch.into_iter().zip(ids.drain(..)) {
                 let _ = pending.done.send(Ok(own));
             }
         }
@@ -91,36 +92,56 @@ async fn commit_batch(db: &Db, clock: &Clock, signal: &AppendSignal, batch: Vec<
         }
         Err(_) => {
             for pending in batch {
-                let result = write(db, clock, &pending.events).await;
-                if let Ok(ids) = &result {
-                    signal.committed(ids.len());
-                }
-                let _ = pending.done.send(result);
+                let result = write(db, clock, signal, std::slice::from_ref(&pending)).await;
+                let _ = pending.done.send(result.map(|mut ids| ids.pop().unwrap_or_default()));
             }
         }
     }
 }
 
-/// One transaction: begin, append `events`, commit; rolled back on any error.
-async fn write(db: &Db, clock: &Clock, events: &[AuditEvent]) -> Result<Vec<i64>, AuditError> {
-    let mut tx = begin_chain_transaction(db).await?;
-    match append_rows(&mut tx, clock, events).await {
-        Ok(ids) => {
-            match tx {
-                DbTx::Postgres(tx) => tx.commit().await?,
-                DbTx::Sqlite(tx) => tx.commit().await?,
-            }
-            Ok(ids)
-        }
-        Err(error) => {
-            let rolled_back = match tx {
-                DbTx::Postgres(tx) => tx.rollback().await,
-                DbTx::Sqlite(tx) => tx.rollback().await,
-            };
-            if let Err(rollback) = rolled_back {
-                tracing::warn!(%rollback, "rollback of a refused audit batch failed; the pool resets the connection");
-            }
-            Err(error.into())
+/// One transaction: begin, append each chain's rows of `calls` (chains in order of first appearance, a
+/// chain's calls in queue order), commit; rolled back on any error. Returns each call's ids, in order.
+async fn write(db: &Db, clock: &Clock, signal: &AppendSignal, calls: &[Pending]) -> Result<Vec<Vec<i64>>, AuditError> {
+    let mut chains: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (index, call) in calls.iter().enumerate() {
+        match chains.iter_mut().find(|(chain, _)| *chain == call.chain) {
+            Some((_, members)) => members.push(index),
+            None => chains.push((&call.chain, vec![index])),
         }
     }
+    // A lane on PostgreSQL is one chain, so its advisory lock is that chain's; on SQLite `BEGIN IMMEDIATE`
+    // serialises every chain whichever is named.
+    let mut tx = begin_chain_transaction(db, chains.first().map_or(super::tx::MAIN_CHAIN, |(chain, _)| chain)).await?;
+    let mut ids = vec![Vec::new(); calls.len()];
+    for (chain, members) in &chains {
+        let events: Vec<AuditEvent> = members.iter().flat_map(|&i| calls[i].events.iter().cloned()).collect();
+        let appended = match append_rows(&mut tx, clock, chain, &events).await {
+            Ok(appended) => appended,
+            Err(error) => return Err(roll_back(tx, error).await),
+        };
+        let mut appended = appended.into_iter();
+        for &i in members {
+            ids[i] = appended.by_ref().take(calls[i].events.len()).collect();
+        }
+    }
+    match tx {
+        DbTx::Postgres(tx) => tx.commit().await?,
+        DbTx::Sqlite(tx) => tx.commit().await?,
+    }
+    for (chain, members) in &chains {
+        signal.committed(chain, members.iter().map(|&i| ids[i].len()).sum());
+    }
+    Ok(ids)
+}
+
+/// Rolls back a batch whose append failed and returns why it failed.
+async fn roll_back(tx: DbTx, error: sqlx::Error) -> AuditError {
+    let rolled_back = match tx {
+        DbTx::Postgres(tx) => tx.rollback().await,
+        DbTx::Sqlite(tx) => tx.rollback().await,
+    };
+    if let Err(rollback) = rolled_back {
+        tracing::warn!(%rollback, "rollback of a refused audit batch failed; the pool resets the connection");
+    }
+    error.into()
 }

@@ -48,6 +48,18 @@ pub struct CheckpointArgs {
     pub audit_checkpoint_s3_endpoint: Option<String>,
 }
 
+/// Which chain a row joins (`PHR_AUDIT_CHAINS`): one chain serialises every append in the server, one per
+/// facility lets the facilities' batches commit side by side (PHR_API.md §5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChainPolicy {
+    /// An authenticated caller's rows join the chain named by its facility id; rows without an
+    /// authenticated facility (a failed login, a rejected request) join `main`.
+    #[default]
+    Facility,
+    /// Every row joins `main`, as before chains per facility.
+    Single,
+}
+
 /// Where checkpoints are written (and read back by `audit verify`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckpointDest {

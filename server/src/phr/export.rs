@@ -146,7 +146,7 @@ pub async fn submit(State(app): State<AppState>, meta: RequestMeta, uri: Uri, bo
             now_ms,
         };
         let max_queued = app.config.export.max_queued_per_facility;
-        let (row, tx) = pipeline::change(&app, async |tx| {
+        let (row, tx) = pipeline::change(&app, &caller.facility_id, async |tx| {
             if let Admission::QueueFull { queued, max } = queue::insert_within_cap(tx, &new_job, max_queued).await? {
                 return Err(queue_full(&caller.facility_id, queued, max));
             }
@@ -200,8 +200,10 @@ pub async fn cancel(State(app): State<AppState>, meta: RequestMeta, uri: Uri, Pa
         transport.refuse_plain_http()?;
         let job_id = parse_job_id(&job_id)?;
         let now_ms = job::millis(app.config.clock.now());
-        let (cancelled, tx) =
-            pipeline::change(&app, async |tx| Ok(job::cancel(tx, job_id, &caller.facility_id, now_ms).await?)).await?;
+        let (cancelled, tx) = pipeline::change(&app, &caller.facility_id, async |tx| {
+            Ok(job::cancel(tx, job_id, &caller.facility_id, now_ms).await?)
+        })
+        .await?;
         if cancelled {
             return Ok(Reply::new(StatusCode::NO_CONTENT).detail("jobId", job_id.to_string()).in_transaction(tx));
         }
@@ -252,7 +254,7 @@ pub async fn artifact(
             }
             other => ApiError::internal(other),
         })?;
-        let ((), tx) = pipeline::change(&app, async |tx| {
+        let ((), tx) = pipeline::change(&app, &caller.facility_id, async |tx| {
             signed_url::consume(tx, &verified, &caller.actor_id(), now_ms)
                 .await
                 .map_err(|e| detail(download::redeem_error(e)))

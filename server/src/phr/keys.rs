@@ -39,7 +39,7 @@ pub async fn upsert(State(app): State<AppState>, meta: RequestMeta, body: Body) 
             secret_key,
             registered: app.config.clock.now(),
         };
-        let (id, tx) = pipeline::change(&app, async |tx| {
+        let (id, tx) = pipeline::change(&app, &caller.facility_id, async |tx| {
             clinical::upsert_key(tx, &key)
                 .await
                 .map_err(|e| with_key_details(ApiError::from(e).with_patient(patient_id), access_key))

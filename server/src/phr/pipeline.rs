@@ -280,6 +280,7 @@ impl CallRows<'_> {
     /// One row of the call with its own action and payload.
     fn event(&self, action: Action, payload: Map<String, Value>) -> AuditEvent {
         AuditEvent {
+            facility_id: self.caller.map(|c| c.facility_id.clone()),
             actor_id: self
                 .caller
                 .map(Caller::actor_id)
@@ -328,16 +329,16 @@ impl CallRows<'_> {
     }
 }
 
-/// Runs a call's data change in a new audit-chain transaction and hands the transaction back for
-/// [`Reply::in_transaction`], so the change commits only with the call's rows. When `change` fails, the
+/// Runs a call's data change in a new transaction on the chain of the caller's `facility` and hands the
+/// transaction back for [`Reply::in_transaction`], so the change commits only with the call's rows. When `change` fails, the
 /// transaction is rolled back before the error is returned (its failure row is then written on its own).
 ///
 /// Only the transaction may be used inside `change`: on SQLite it holds the database's write lock.
-pub async fn change<T, F>(app: &AppState, change: F) -> Result<(T, AuditTx), ApiError>
+pub async fn change<T, F>(app: &AppState, facility: &str, change: F) -> Result<(T, AuditTx), ApiError>
 where
     F: AsyncFnOnce(&mut DbTx) -> Result<T, ApiError>,
 {
-    let mut tx = app.audit.begin().await.map_err(ApiError::internal)?;
+    let mut tx = app.audit.begin(Some(facility)).await.map_err(ApiError::internal)?;
     match change(tx.db()).await {
         Ok(value) => Ok((value, tx)),
         Err(error) => {

@@ -171,7 +171,7 @@ async fn the_audit_connection_waits_for_the_flush_on_both_backends() {
         let server = TestServer::start(db, Options::default()).await;
 
         // Act: ask the connection the audit writer appends on.
-        let mut tx = server.app.audit.begin().await.unwrap();
+        let mut tx = server.app.audit.begin(None).await.unwrap();
         let setting: String = phr_server::with_tx!(tx.db(), |conn| match server.backend {
             Backend::Sqlite => sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
                 .fetch_one(&mut *conn)

@@ -48,10 +48,10 @@ fn verify(server_url: &str, dir: &Path, public_key: &Path) -> (Option<i32>, Stri
     )
 }
 
-/// Waits until the ops listener serves a checkpoint of the chain's head (`last_id`): the task writes it
-/// after the commit, off the append path.
+/// Waits until the ops listener serves a checkpoint of the head (`last_id`) of the default caller's chain (its
+/// facility's): the task writes it after the commit, off the append path.
 async fn newest_checkpoint_covering(server: &TestServer, last_id: i64) -> SignedCheckpoint {
-    let url = format!("{}/audit/checkpoint", server.ops_base);
+    let url = format!("{}/audit/checkpoint?chain={}", server.ops_base, support::FACILITY);
     for _ in 0..400 {
         let response = reqwest::get(&url).await.unwrap();
         if response.status() == 200 {

@@ -154,7 +154,7 @@ async fn the_verify_command_names_the_row_and_column() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(1), "{:?}: {stdout}", server.backend);
         assert!(
-            stdout.contains(&format!("BROKEN at id {target} (chain \"main\"), column action:")),
+            stdout.contains(&format!("BROKEN at id {target} (chain \"{}\"), column action:", support::FACILITY)),
             "{:?}: {stdout}",
             server.backend
         );

@@ -9,6 +9,7 @@
 
 mod audit;
 mod audit_atomic;
+mod audit_chains;
 mod audit_checkpoints;
 mod audit_kill;
 mod audit_secrets;

@@ -92,7 +92,7 @@ pub(super) async fn mint(
         now_ms: job::millis(app.config.clock.now()),
         ttl_seconds: i64::try_from(config.token_ttl.as_secs()).unwrap_or(i64::MAX),
     };
-    let (issued, tx) = pipeline::change(app, async |tx| {
+    let (issued, tx) = pipeline::change(app, &caller.facility_id, async |tx| {
         signed_url::issue(tx, secret, &request).await.map_err(|e| issue_failed(ApiError::from(e)))
     })
     .await?;

@@ -154,6 +154,8 @@ pub struct Options {
     pub extra_client_ca: Vec<rustls_pki_types::CertificateDer<'static>>,
     /// Signed audit checkpoints (key, destination, frequency); `None` writes none.
     pub audit_checkpoints: Option<phr_server::config::audit::CheckpointConfig>,
+    /// Which chain each audit row joins (a chain per facility by default).
+    pub audit_chains: phr_server::config::audit::ChainPolicy,
 }
 
 impl Default for Options {
@@ -173,6 +175,7 @@ impl Default for Options {
             pki: None,
             extra_client_ca: Vec::new(),
             audit_checkpoints: None,
+            audit_chains: phr_server::config::audit::ChainPolicy::default(),
         }
     }
 }
@@ -256,6 +259,7 @@ impl TestServer {
         config.proxy_protocol = options.proxy_protocol.clone();
         config.export = options.export.clone();
         config.audit_checkpoints = options.audit_checkpoints.clone();
+        config.audit_chains = options.audit_chains;
         if let phr_server::export::StorageSettings::Filesystem { base } = &mut config.export.storage
             && base.as_path() == std::path::Path::new(phr_server::config::export::DEFAULT_FS_BASE)
         {
@@ -386,7 +390,7 @@ impl TestServer {
 
     /// Audit rows whose trace id equals `trace_id`, oldest first: `(action, outcome, payload JSON)`.
     pub async fn audit_rows(&self, trace_id: &str) -> Vec<AuditRow> {
-        let sql = "SELECT id, action, outcome, actor_id, patient_id, payload FROM d_audit_event \
+        let sql = "SELECT id, chain_id, action, outcome, actor_id, patient_id, payload FROM d_audit_event \
                    WHERE trace_id = $1 ORDER BY id";
         let rows = phr_server::with_pool!(&self.app.db, |pool| {
             sqlx::query(sql)
@@ -397,6 +401,7 @@ impl TestServer {
                 .into_iter()
                 .map(|r| AuditRow {
                     id: r.get("id"),
+                    chain_id: r.get("chain_id"),
                     action: r.get("action"),
                     outcome: r.get("outcome"),
                     actor_id: r.get("actor_id"),
@@ -438,6 +443,7 @@ impl TestServer {
 #[derive(Debug, Clone)]
 pub struct AuditRow {
     pub id: i64,
+    pub chain_id: String,
     pub action: String,
     pub outcome: String,
     pub actor_id: Option<String>,
