@@ -1,17 +1,19 @@
-//! connrun proves its own rows (HARNESS.md §6): after the phases, it takes the chain segment that holds the
-//! run's rows, from the chain's head before the run started to the newest signed checkpoint covering them,
+//! connrun proves its own rows (HARNESS.md §6): after the phases, it takes, in every chain holding the run's
+//! rows (the facility's own, and `main` for calls that did not authenticate), the segment from the chain's
+//! head before the run started to the newest signed checkpoint covering them,
 //! recomputes every row's seal itself (`auditchain`, the same code the server's `audit verify` uses, so
 //! connrun does not depend on the server), verifies the checkpoint's Ed25519 signature with the public key
 //! the target names, and holds the segment to it (row count and hash at the checkpointed row).
 //!
 //! Whatever goes wrong while reading is "unverified" with the reason, never OK; only a row that does not
 //! hold, a checkpoint the table disagrees with or a bad signature is NG. The checkpoint is written by the
-//! server after the commit, so a checkpoint not yet covering the run's last row is waited for, briefly.
+//! server after the commit, so a checkpoint not yet covering the run's last row is waited for, briefly (one
+//! deadline for every chain). The run is OK only when every chain is.
 
 pub mod fetch;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use auditchain::checkpoint::PublicKey;
 use auditchain::seal::StoredRow;
@@ -20,11 +22,14 @@ use auditchain::watch::{CheckpointWatch, Expected};
 use chrono::{DateTime, Utc};
 
 use super::{AuditDb, sql_literal};
-use crate::evidence::chain::{ChainProof, ChainVerdict};
+use crate::evidence::chain::{ChainProof, ChainSegmentProof, ChainVerdict};
 pub use fetch::CheckpointSource;
 
 /// Rows a segment may hold; a busier server between the run and its checkpoint leaves the run unverified.
 pub const MAX_SEGMENT_ROWS: usize = 200_000;
+/// Chains a run's rows may span (its facility's, `main`, and a few more for a run with several users); more
+/// leaves the run unverified rather than walking without bound.
+pub const MAX_CHAINS: usize = 16;
 /// How often a checkpoint not yet covering the run is fetched again.
 const POLL: Duration = Duration::from_millis(250);
 /// The default of `checkpoint_wait_seconds`, and its largest accepted value.
@@ -53,6 +58,9 @@ pub struct ChainInput<'a> {
     pub start_head: Option<i64>,
 }
 
+/// A chain holding the run's rows: its id and the run's first id, last id and count in it.
+type RunRows = (String, (i64, i64, u64));
+
 /// Why the proof stopped.
 enum Stop {
     /// Nothing proved, and why.
@@ -75,35 +83,75 @@ pub async fn prove(input: &ChainInput<'_>) -> ChainProof {
     let Some(db) = input.db else {
         return ChainProof::unverified("監査 DB に接続していない");
     };
-    let mut proof = ChainProof::unverified("");
-    let result = walk(db, spec, input, &mut proof).await;
-    proof.verdict = match result {
-        Ok(()) => ChainVerdict::Ok,
-        Err(Stop::Ng(reason)) => ChainVerdict::Ng { reason },
-        Err(Stop::Unverified(reason)) => ChainVerdict::Unverified { reason },
+    let key = match PublicKey::from_file(&spec.public_key) {
+        Ok(key) => key,
+        Err(e) => return ChainProof::unverified(format!("公開鍵を読めない: {e}")),
     };
+    let mut proof = ChainProof::unverified("");
+    proof.public_key = Some(key.fingerprint());
+    let sql = format!(
+        "SELECT chain_id, MIN(id), MAX(id), COUNT(*) FROM d_audit_event WHERE run_id = {} GROUP BY chain_id \
+         ORDER BY chain_id LIMIT {}",
+        sql_literal(input.run_id),
+        MAX_CHAINS + 1
+    );
+    let read: Result<Vec<RunRows>, Stop> =
+        query(db, &sql).await.and_then(|rows| rows.iter().map(|row| run_rows(row)).collect());
+    let chains = match read {
+        Ok(chains) => chains,
+        Err(Stop::Unverified(reason) | Stop::Ng(reason)) => {
+            proof.verdict = ChainVerdict::Unverified { reason };
+            return proof;
+        }
+    };
+    if chains.is_empty() {
+        proof.verdict = ChainVerdict::Unverified { reason: "この RUN_ID の監査行がない".into() };
+        return proof;
+    }
+    if chains.len() > MAX_CHAINS {
+        proof.verdict = ChainVerdict::Unverified {
+            reason: format!("本 run の行が上限 {MAX_CHAINS} を超えるチェーンにある"),
+        };
+        return proof;
+    }
+    let deadline = Instant::now() + spec.wait;
+    for (chain, rows) in chains {
+        let mut segment = ChainSegmentProof {
+            chain_id: chain,
+            verdict: ChainVerdict::Unverified { reason: String::new() },
+            run_rows: rows,
+            segment: None,
+            checkpoint_source: None,
+            checkpoint: None,
+        };
+        segment.verdict = match walk(db, spec, &key, input, deadline, &mut segment).await {
+            Ok(()) => ChainVerdict::Ok,
+            Err(Stop::Ng(reason)) => ChainVerdict::Ng { reason },
+            Err(Stop::Unverified(reason)) => ChainVerdict::Unverified { reason },
+        };
+        proof.chains.push(segment);
+    }
+    proof.verdict = ChainProof::overall(&proof.chains);
     proof
 }
 
-async fn walk(db: &AuditDb, spec: &ChainSpec, input: &ChainInput<'_>, proof: &mut ChainProof) -> Result<(), Stop> {
-    let key = PublicKey::from_file(&spec.public_key).map_err(|e| Stop::Unverified(format!("公開鍵を読めない: {e}")))?;
-    proof.public_key = Some(key.fingerprint());
-    let run = query(
-        db,
-        &format!(
-            "SELECT chain_id, MIN(id), MAX(id), COUNT(*) FROM d_audit_event WHERE run_id = {} GROUP BY chain_id",
-            sql_literal(input.run_id)
-        ),
-    )
-    .await?;
-    let (chain, first, last, count) = match run.as_slice() {
-        [] => return Err(Stop::Unverified("この RUN_ID の監査行がない".into())),
-        [row] => (text(row, 0)?, int(row, 1)?, int(row, 2)?, int(row, 3)?),
-        _ => return Err(Stop::Unverified("本 run の行が複数のチェーンにある".into())),
-    };
-    proof.chain_id = Some(chain.clone());
-    proof.run_rows = Some((first, last, u64::try_from(count).unwrap_or(0)));
-    let (signed, source) = newest_covering(spec, &chain, last, proof).await?;
+/// `(chain, (first id, last id, count))` of one row of the run's rows grouped by chain.
+fn run_rows(row: &[Option<String>]) -> Result<RunRows, Stop> {
+    Ok((text(row, 0)?, (int(row, 1)?, int(row, 2)?, u64::try_from(int(row, 3)?).unwrap_or(0))))
+}
+
+/// Walks one chain's segment, from its head before the run to the newest checkpoint covering the run's rows.
+async fn walk(
+    db: &AuditDb,
+    spec: &ChainSpec,
+    key: &PublicKey,
+    input: &ChainInput<'_>,
+    deadline: Instant,
+    proof: &mut ChainSegmentProof,
+) -> Result<(), Stop> {
+    let chain = proof.chain_id.clone();
+    let (first, last, _) = proof.run_rows;
+    let (signed, source) = newest_covering(spec, &chain, last, deadline, proof).await?;
     key.verify(&signed).map_err(|e| Stop::Ng(format!("チェックポイント {source} の署名: {e}")))?;
     let cp = signed.checkpoint;
     let chain_sql = sql_literal(&chain);
@@ -148,17 +196,15 @@ async fn walk(db: &AuditDb, spec: &ChainSpec, input: &ChainInput<'_>, proof: &mu
     Ok(())
 }
 
-/// The newest checkpoint, fetched again (up to `spec.wait`) until it covers row `last`.
+/// The newest checkpoint of `chain`, fetched again (until `deadline`) until it covers row `last`.
 async fn newest_covering(
     spec: &ChainSpec,
     chain: &str,
     last: i64,
-    proof: &mut ChainProof,
+    deadline: Instant,
+    proof: &mut ChainSegmentProof,
 ) -> Result<(auditchain::checkpoint::SignedCheckpoint, String), Stop> {
-    let rounds = 1 + spec.wait.as_millis() / POLL.as_millis();
-    let mut round = 0;
     loop {
-        round += 1;
         let (signed, from, document) = spec
             .checkpoint
             .newest(chain)
@@ -169,7 +215,7 @@ async fn newest_covering(
         if signed.checkpoint.last_id >= last {
             return Ok((signed, from));
         }
-        if round >= rounds {
+        if Instant::now() + POLL > deadline {
             return Err(Stop::Unverified(format!(
                 "最新のチェックポイント（id {}）が {} 秒待っても本 run の最終行（id {last}）に届いていない",
                 signed.checkpoint.last_id,

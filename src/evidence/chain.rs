@@ -48,38 +48,63 @@ impl ChainVerdict {
     }
 }
 
-/// `audit/chain.json`: what was walked and against which checkpoint.
+/// `audit/chain.json`: what was walked and against which checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainProof {
-    /// The verdict and its reason.
+    /// The verdict over every chain and its reason: NG when one chain is NG, unverified when one could not
+    /// be proved, OK only when every chain holding the run's rows was.
     #[serde(flatten)]
     pub verdict: ChainVerdict,
-    /// The chain of the run's rows.
-    pub chain_id: Option<String>,
-    /// The run's rows (`run_id` = RUN_ID): first id, last id, count.
-    pub run_rows: Option<(i64, i64, u64)>,
+    /// The configured public key's fingerprint.
+    pub public_key: Option<String>,
+    /// One entry per chain holding the run's rows (a facility's own, `main` for unauthenticated calls).
+    pub chains: Vec<ChainSegmentProof>,
+}
+
+/// One chain's part of the proof.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainSegmentProof {
+    /// The chain.
+    pub chain_id: String,
+    /// This chain's verdict and its reason.
+    #[serde(flatten)]
+    pub verdict: ChainVerdict,
+    /// The run's rows (`run_id` = RUN_ID) in this chain: first id, last id, count.
+    pub run_rows: (i64, i64, u64),
     /// The segment walked: first id (the chain's head before the run, when there was one), last id, rows.
     pub segment: Option<(i64, i64, u64)>,
     /// Where the checkpoint came from (URL or file).
     pub checkpoint_source: Option<String>,
     /// The checkpoint document as fetched.
     pub checkpoint: Option<serde_json::Value>,
-    /// The configured public key's fingerprint.
-    pub public_key: Option<String>,
 }
 
 impl ChainProof {
     /// A proof that proved nothing, for `reason`.
     pub fn unverified(reason: impl Into<String>) -> Self {
-        Self {
-            verdict: ChainVerdict::Unverified { reason: reason.into() },
-            chain_id: None,
-            run_rows: None,
-            segment: None,
-            checkpoint_source: None,
-            checkpoint: None,
-            public_key: None,
+        Self { verdict: ChainVerdict::Unverified { reason: reason.into() }, public_key: None, chains: Vec::new() }
+    }
+
+    /// The verdict over `chains`: the first NG, else the first unverified, each naming its chain; OK only
+    /// when there is at least one chain and every one is OK.
+    pub fn overall(chains: &[ChainSegmentProof]) -> ChainVerdict {
+        let named = |segment: &ChainSegmentProof, reason: &str| format!("チェーン {}: {reason}", segment.chain_id);
+        if let Some((segment, reason)) = chains.iter().find_map(|c| match &c.verdict {
+            ChainVerdict::Ng { reason } => Some((c, reason)),
+            _ => None,
+        }) {
+            return ChainVerdict::Ng { reason: named(segment, reason) };
         }
+        if let Some((segment, reason)) = chains.iter().find_map(|c| match &c.verdict {
+            ChainVerdict::Unverified { reason } => Some((c, reason)),
+            _ => None,
+        }) {
+            return ChainVerdict::Unverified { reason: named(segment, reason) };
+        }
+        if chains.is_empty() {
+            return ChainVerdict::Unverified { reason: "検証したチェーンがない".into() };
+        }
+        ChainVerdict::Ok
     }
 }
 
@@ -96,5 +121,37 @@ mod tests {
         assert!(ng.is_ng() && ng.line_ja().ends_with("NG (行 id 7)"));
         let json = serde_json::to_value(&unverified).unwrap();
         assert_eq!(json["verdict"], "unverified");
+    }
+
+    fn segment(chain: &str, verdict: ChainVerdict) -> ChainSegmentProof {
+        ChainSegmentProof {
+            chain_id: chain.into(),
+            verdict,
+            run_rows: (1, 2, 2),
+            segment: None,
+            checkpoint_source: None,
+            checkpoint: None,
+        }
+    }
+
+    #[test]
+    fn every_chain_must_be_ok_for_ok_and_the_worst_names_its_chain() {
+        let ok = |c: &str| segment(c, ChainVerdict::Ok);
+        let unverified = |c: &str| segment(c, ChainVerdict::Unverified { reason: "待ち切れ".into() });
+        let ng = |c: &str| segment(c, ChainVerdict::Ng { reason: "行 id 9".into() });
+        assert_eq!(ChainProof::overall(&[ok("F001"), ok("main")]), ChainVerdict::Ok);
+        assert_eq!(
+            ChainProof::overall(&[ok("F001"), unverified("main")]),
+            ChainVerdict::Unverified { reason: "チェーン main: 待ち切れ".into() }
+        );
+        assert_eq!(
+            ChainProof::overall(&[unverified("F001"), ng("main")]),
+            ChainVerdict::Ng { reason: "チェーン main: 行 id 9".into() }
+        );
+        assert!(matches!(ChainProof::overall(&[]), ChainVerdict::Unverified { .. }));
+        let json =
+            serde_json::to_value(ChainProof { chains: vec![ng("F001")], ..ChainProof::unverified("x") }).unwrap();
+        assert_eq!(json["chains"][0]["chain_id"], "F001");
+        assert_eq!(json["chains"][0]["verdict"], "ng");
     }
 }

@@ -2,8 +2,10 @@
 //! a targets.toml naming the public key and the ops listener's checkpoint URL; the real `phr-server` binary
 //! signs checkpoints; each `connrun run` walks its segment and verifies the newest checkpoint. A clean run is
 //! OK; after a row is changed in the database (as its owner, past the trigger), the next run is NG naming the
-//! row, and exits 1; without a key configured the verdict is 未検証, never OK. On SQLite, and on PostgreSQL
-//! (where connrun reads rows through tokio-postgres as text, event times as epoch milliseconds).
+//! row, and exits 1; without a key configured the verdict is 未検証, never OK. The run's rows are in two chains
+//! (the facility's, and `main` for a probe the router refuses before anyone authenticates), and each is
+//! proved against its own checkpoint. On SQLite, and on PostgreSQL (where connrun reads rows through
+//! tokio-postgres as text, event times as epoch milliseconds).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -32,12 +34,41 @@ fn run_dirs(root: &Path) -> BTreeSet<PathBuf> {
     found
 }
 
-/// Runs phr-seq against the local target; returns the output, the run's chain.json and its summary.md.
+/// A probe the router answers 404 before anyone authenticates: its row joins `main`, not the facility's chain.
+const UNROUTED_PROBE: &str = r#"
+[[phases]]
+id = "Z"
+name = "経路外"
+
+[[phases.probes]]
+id = "PHR-404"
+name = "unrouted"
+memo = "ルータが認証前に 404 を返す (行は main チェーンへ)"
+method = "GET"
+path = "{{phr_base}}/allergy/{{patient}}/extra"
+ready = [404]
+"#;
+
+/// phr-seq plus [`UNROUTED_PROBE`], under `scratch/run-templates`.
+fn two_chain_template(scratch: &Path) {
+    let from = crate::pki_real_server::root().join("run-templates/phr-seq");
+    let to = scratch.join("run-templates/phr-seq");
+    std::fs::create_dir_all(to.join("audit")).unwrap();
+    for entry in std::fs::read_dir(from.join("audit")).unwrap().flatten() {
+        std::fs::copy(entry.path(), to.join("audit").join(entry.file_name())).unwrap();
+    }
+    let template = std::fs::read_to_string(from.join("template.toml")).unwrap();
+    std::fs::write(to.join("template.toml"), template + UNROUTED_PROBE).unwrap();
+}
+
+/// Runs phr-seq (plus the unrouted probe) against the local target; returns the output, the run's
+/// chain.json and its summary.md.
 fn run(scratch: &Path, bin: &Path) -> (Output, serde_json::Value, String) {
     let artifacts = scratch.join("artifacts");
     let before = run_dirs(&artifacts);
     let command = format!(
-        "{}/connrun --artifacts {} --targets pki/targets.toml run --template phr-seq --target local",
+        "{}/connrun --artifacts {} --run-templates run-templates --targets pki/targets.toml run --template phr-seq \
+         --target local",
         bin.display(),
         artifacts.display()
     );
@@ -67,9 +98,11 @@ async fn fresh_postgres() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
-/// As the table's owner, past the append-only trigger: the newest row's outcome changed. Returns its id.
+/// As the table's owner, past the append-only trigger: the newest row's outcome flipped (success ↔ failed).
+/// Returns its id.
 async fn change_newest_row(database: &str) -> i64 {
-    let sql = "UPDATE d_audit_event SET outcome = 'failed' WHERE id = $1";
+    let sql = "UPDATE d_audit_event SET outcome = CASE outcome WHEN 'failed' THEN 'success' ELSE 'failed' END \
+               WHERE id = $1";
     if database.starts_with("sqlite:") {
         let mut db = sqlx::SqliteConnection::connect(database).await.expect("open the server's SQLite file");
         let id: i64 = sqlx::query_scalar("SELECT MAX(id) FROM d_audit_event").fetch_one(&mut db).await.unwrap();
@@ -123,6 +156,7 @@ async fn proves_its_rows(database: Option<String>) {
          {bin}/phr-server migrate && {bin}/phr-server seed --patients 5 && exec {bin}/phr-server serve",
         bin = bin.display()
     );
+    two_chain_template(scratch.path());
     let server = bash(scratch.path(), &server).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("serve");
     let mut stop = Stop(server);
     wait_ready(ops, &mut stop.0);
@@ -130,10 +164,18 @@ async fn proves_its_rows(database: Option<String>) {
     // Act 1: a clean run.
     let (output, chain, summary) = run(scratch.path(), &bin);
 
-    // Assert 1
+    // Assert 1: both chains proved, each against a checkpoint of its own.
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
     assert_eq!(chain["verdict"], "ok", "{chain:#}");
-    assert!(chain["checkpoint"]["signature"].is_string() && chain["segment"].is_array(), "{chain:#}");
+    let chains = chain["chains"].as_array().expect("chains");
+    let ids: Vec<&str> = chains.iter().filter_map(|c| c["chain_id"].as_str()).collect();
+    assert_eq!(ids, ["F001", "main"], "{chain:#}");
+    for proved in chains {
+        assert_eq!(proved["verdict"], "ok", "{chain:#}");
+        assert!(proved["segment"].is_array(), "{chain:#}");
+        assert_eq!(proved["checkpoint"]["checkpoint"]["chain_id"], proved["chain_id"], "{chain:#}");
+        assert!(proved["checkpoint"]["signature"].is_string(), "{chain:#}");
+    }
     assert!(summary.contains("監査チェーン検証: OK"), "{summary}");
 
     // Act 2: the table's owner changes the newest row (the chain's head before the next run), then a run.
@@ -142,11 +184,12 @@ async fn proves_its_rows(database: Option<String>) {
     let (output, chain, summary) = run(scratch.path(), &bin);
 
     // Assert 2: NG naming the row, exit 1.
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(output.status.code(), Some(1), "{}\n{chain:#}", String::from_utf8_lossy(&output.stdout));
     assert_eq!(chain["verdict"], "ng", "{chain:#}");
     let reason = chain["reason"].as_str().unwrap_or_default();
     assert!(reason.contains(&format!("行 id {changed} の列 outcome")), "{reason}");
-    assert!(summary.contains(&format!("監査チェーン検証: NG (行 id {changed}")), "{summary}");
+    assert!(summary.contains("監査チェーン検証: NG (チェーン "), "{summary}");
+    assert!(summary.contains(&format!("行 id {changed} の列 outcome")), "{summary}");
 
     // Act 3: no public key in the target.
     let targets = scratch.path().join("pki/targets.toml");

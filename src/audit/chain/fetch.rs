@@ -23,12 +23,19 @@ impl CheckpointSource {
     pub async fn newest(&self, chain: &str) -> Result<(SignedCheckpoint, String, serde_json::Value), String> {
         let (bytes, source) = match self {
             Self::Url(url) => {
-                let url = format!("{url}{}chain={chain}", if url.contains('?') { '&' } else { '?' });
+                let url = format!(
+                    "{url}{}chain={}",
+                    if url.contains('?') { '&' } else { '?' },
+                    percent_encoding::utf8_percent_encode(chain, percent_encoding::NON_ALPHANUMERIC)
+                );
                 (fetch(&url).await?, url)
             }
             Self::Dir(dir) => newest_file(dir, chain)?,
         };
         let signed = SignedCheckpoint::parse(&bytes).map_err(|e| format!("{source}: {e}"))?;
+        if signed.checkpoint.chain_id != chain {
+            return Err(format!("{source}: a checkpoint of chain {:?}, not {chain:?}", signed.checkpoint.chain_id));
+        }
         let document = serde_json::from_slice(&bytes).map_err(|e| format!("{source}: {e}"))?;
         Ok((signed, source, document))
     }
@@ -47,16 +54,16 @@ async fn fetch(url: &str) -> Result<Vec<u8>, String> {
     Ok(bytes.to_vec())
 }
 
-/// The last `checkpoint-<chain>-*.json` by name (names sort by id).
+/// The chain's last document by name (`auditchain::checkpoint::file_prefix`, then the id in 20 digits: names
+/// sort by id).
 fn newest_file(dir: &Path, chain: &str) -> Result<(Vec<u8>, String), String> {
-    let prefix = format!("checkpoint-{chain}-");
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let newest = entries
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with(&prefix) && name.ends_with(".json"))
+        .filter(|name| auditchain::checkpoint::is_file_of(name, chain))
         .max()
-        .ok_or_else(|| format!("{}: no {prefix}*.json", dir.display()))?;
+        .ok_or_else(|| format!("{}: no {}<id>.json", dir.display(), auditchain::checkpoint::file_prefix(chain)))?;
     let path = dir.join(&newest);
     let size = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?.len();
     if size > MAX_DOCUMENT_BYTES as u64 {
