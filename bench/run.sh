@@ -41,7 +41,7 @@ part() { # name command...
 }
 audit_append() { # the example's line as a RESULT line
   PROFILE=release REPS=1 ROWS="${AUDIT_ROWS:-400}" scripts/bench-audit-append.sh |
-    sed -n 's/^\([a-z]*\) writers=\([0-9]*\) .*rows_per_second=\([0-9]*\) chain=\(.*\)$/RESULT\taudit_append.\1.w\2.rows_per_s\t\3\trows\/s/p'
+    sed -n 's/^\([a-z]*\) writers=\([0-9]*\) facilities=\([0-9]*\) .*rows_per_second=\([0-9]*\) chain=\(.*\)$/RESULT\taudit_append.\1.w\2.f\3.rows_per_s\t\4\trows\/s/p'
 }
 
 echo "==> build (release, whole workspace)"

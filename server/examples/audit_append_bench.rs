@@ -3,7 +3,9 @@
 //! database; prints rows per second and the chain's verdict. `scripts/bench-audit-append.sh` runs it on
 //! both backends; compare commits by running it on each.
 //!
-//! `cargo run -p phr-server --example audit_append_bench -- <database url> <writers> <rows per writer>`
+//! `cargo run -p phr-server --example audit_append_bench -- <database url> <writers> <rows per writer>
+//! [facilities]`: writer `w` appends as facility `w mod facilities` (1 by default), so with more than one
+//! facility the rows spread over that many chains, as a server's do when several clinics call it.
 //! A `sqlite:` URL is used as given (use a fresh file); a `postgres://` URL names an administrative
 //! database: a database of its own is created there and dropped afterwards.
 
@@ -15,10 +17,13 @@ use phr_server::{Clock, Db};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, writers, rows] = args.as_slice() else {
-        anyhow::bail!("usage: audit_append_bench <database url> <writers> <rows per writer>");
+    let (url, writers, rows, facilities) = match args.as_slice() {
+        [_, url, writers, rows] => (url, writers.parse()?, rows.parse()?, 1),
+        [_, url, writers, rows, facilities] => (url, writers.parse()?, rows.parse()?, facilities.parse()?),
+        _ => anyhow::bail!("usage: audit_append_bench <database url> <writers> <rows per writer> [facilities]"),
     };
-    let (writers, rows): (usize, usize) = (writers.parse()?, rows.parse()?);
+    let (writers, rows, facilities): (usize, usize, usize) = (writers, rows, facilities);
+    anyhow::ensure!(facilities >= 1, "facilities must be at least 1");
     let (url, drop_after) = fresh_database(url).await?;
     let db = Db::connect(&url).await?;
     db.migrate().await?;
@@ -30,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
             let log = log.clone();
             tokio::spawn(async move {
                 for row in 0..rows {
-                    log.append(event(writer, row)).await?;
+                    log.append(event(writer, row, writer % facilities)).await?;
                 }
                 Ok::<_, phr_server::audit::AuditError>(())
             })
@@ -43,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let total = writers * rows;
     let report = log.verify().await?;
     println!(
-        "{} writers={writers} rows={total} seconds={:.3} rows_per_second={:.0} chain={}",
+        "{} writers={writers} facilities={facilities} rows={total} seconds={:.3} rows_per_second={:.0} chain={}",
         db.backend(),
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
@@ -57,13 +62,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A row like the text endpoints write.
-fn event(writer: usize, row: usize) -> AuditEvent {
+/// A row like the text endpoints write, as facility number `facility`.
+fn event(writer: usize, row: usize, facility: usize) -> AuditEvent {
     let mut payload = serde_json::Map::new();
     payload.insert("status".into(), "success".into());
     payload.insert("lines".into(), 3.into());
     AuditEvent {
-        actor_id: Some("F001:bench".into()),
+        facility_id: Some(format!("F{:03}", facility + 1)),
+        actor_id: Some(format!("F{:03}:bench", facility + 1)),
         actor_display_name: None,
         actor_role: Some("user".into()),
         action: Action::AllergyText,
