@@ -196,7 +196,8 @@ async fn walk(
     Ok(())
 }
 
-/// The newest checkpoint of `chain`, fetched again (until `deadline`) until it covers row `last`.
+/// The newest checkpoint of `chain`, fetched again (until `deadline`) until it covers row `last`. The server
+/// signs after the commit, so "none yet" (a 404, no file) is waited for like "not covering yet".
 async fn newest_covering(
     spec: &ChainSpec,
     chain: &str,
@@ -205,22 +206,23 @@ async fn newest_covering(
     proof: &mut ChainSegmentProof,
 ) -> Result<(auditchain::checkpoint::SignedCheckpoint, String), Stop> {
     loop {
-        let (signed, from, document) = spec
-            .checkpoint
-            .newest(chain)
-            .await
-            .map_err(|e| Stop::Unverified(format!("チェックポイントを取得できない: {e}")))?;
-        proof.checkpoint_source = Some(from.clone());
-        proof.checkpoint = Some(document);
-        if signed.checkpoint.last_id >= last {
-            return Ok((signed, from));
-        }
+        let waited = match spec.checkpoint.newest(chain).await {
+            Ok((signed, from, document)) => {
+                proof.checkpoint_source = Some(from.clone());
+                proof.checkpoint = Some(document);
+                if signed.checkpoint.last_id >= last {
+                    return Ok((signed, from));
+                }
+                format!(
+                    "最新のチェックポイント（id {}）が {} 秒待っても本 run の最終行（id {last}）に届いていない",
+                    signed.checkpoint.last_id,
+                    spec.wait.as_secs()
+                )
+            }
+            Err(e) => format!("{} 秒待ってもチェックポイントを取得できない: {e}", spec.wait.as_secs()),
+        };
         if Instant::now() + POLL > deadline {
-            return Err(Stop::Unverified(format!(
-                "最新のチェックポイント（id {}）が {} 秒待っても本 run の最終行（id {last}）に届いていない",
-                signed.checkpoint.last_id,
-                spec.wait.as_secs()
-            )));
+            return Err(Stop::Unverified(waited));
         }
         tokio::time::sleep(POLL).await;
     }

@@ -20,11 +20,9 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Mutex;
 
+pub use super::tx::MAIN_CHAIN;
 use super::writer::GroupWriter;
 use crate::config::audit::ChainPolicy;
-
-/// The chain of rows without an authenticated facility, and of every row under [`ChainPolicy::Single`].
-pub const MAIN_CHAIN: &str = "main";
 
 /// One lane: what serialises its chains' appends in this process, and its group-commit writer.
 #[derive(Debug, Default)]

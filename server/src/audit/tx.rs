@@ -25,7 +25,9 @@ use crate::clock::Clock;
 use crate::db::Db;
 use crate::dbtx::DbTx;
 
-pub use super::chains::MAIN_CHAIN;
+/// The chain of rows without an authenticated facility, and of every row under `PHR_AUDIT_CHAINS=single`
+/// (`chains.rs` decides which chain a row joins).
+pub const MAIN_CHAIN: &str = "main";
 
 /// Key of the PostgreSQL advisory lock that serialises appends to `main` across processes (the key servers
 /// before chains per facility took, so a server of either version appending to `main` waits for the other).
