@@ -15,7 +15,6 @@
 
 use std::sync::Arc;
 
-use auditchain::seal::StoredRow;
 use chrono::SubsecRound;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -51,15 +50,12 @@ const INSERT_COLUMNS: &str = "INSERT INTO d_audit_event (id, chain_id, hash_vers
      user_agent, run_id, payload, payload_hash, previous_hash, event_hash) VALUES ";
 /// Binds per row.
 const COLUMNS_PER_ROW: usize = 20;
-/// Rows per INSERT statement (PostgreSQL allows 65535 binds, SQLite 32766).
+/// Rows per INSERT statement (PostgreSQL allows 65535 binds, SQLite 32766). A batch is one INSERT up to
+/// here: sqlx 0.9.1 sets `TCP_NODELAY` again, so a statement that rustls writes as several TLS records no
+/// longer waits 40 ms for PostgreSQL's delayed ACK (0.9.0 did not, and batches were cut into ~12 KiB
+/// statements to avoid that).
 const ROWS_PER_INSERT: usize = 256;
-/// Bound bytes per INSERT statement on PostgreSQL: one statement's messages fit in one TLS record (16 KiB).
-/// sqlx 0.9.0 no longer sets `TCP_NODELAY` (launchbadge/sqlx#4335, fixed upstream but not released): a
-/// message that rustls writes as several records is held back by Nagle's algorithm until PostgreSQL's delayed
-/// ACK, 40 ms, which made every batch of more than ~20 rows take 45 ms over TLS. Below one record the
-/// statement leaves in one write; a batch costs one round trip per ~12 KiB instead.
-const PG_BYTES_PER_INSERT: usize = 12 * 1024;
-
+const _: () = assert!(ROWS_PER_INSERT * COLUMNS_PER_ROW <= 32_766);
 /// The chain lock plus one database transaction; rows appended in it commit with whatever else it changed.
 #[derive(Debug)]
 pub struct AuditTx {
@@ -195,8 +191,7 @@ pub(super) async fn append_rows(
         previous_hash = row.event_hash.clone();
         rows.push(row);
     }
-    let byte_limit = if postgres { PG_BYTES_PER_INSERT } else { usize::MAX };
-    for chunk in insert_chunks(&rows, byte_limit) {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = insert_sql(chunk.len());
         crate::with_tx!(tx, |conn| {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
@@ -229,54 +224,6 @@ pub(super) async fn append_rows(
     Ok(ids)
 }
 
-/// `rows` cut into runs of at most [`ROWS_PER_INSERT`] rows and about `byte_limit` bound bytes each (a row
-/// larger than the limit goes alone), in order.
-fn insert_chunks(rows: &[StoredRow], byte_limit: usize) -> Vec<&[StoredRow]> {
-    let mut chunks = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (index, row) in rows.iter().enumerate() {
-        let size = bound_bytes(row);
-        if index > start && (index - start == ROWS_PER_INSERT || bytes + size > byte_limit) {
-            chunks.push(&rows[start..index]);
-            (start, bytes) = (index, 0);
-        }
-        bytes += size;
-    }
-    if start < rows.len() {
-        chunks.push(&rows[start..]);
-    }
-    chunks
-}
-
-/// How many bytes a row's binds take in a Bind message: each value's bytes plus its 4-byte length.
-fn bound_bytes(row: &StoredRow) -> usize {
-    const LENGTH: usize = 4;
-    // id (int8), hash_version (int4), event_time (timestamptz, 8 bytes).
-    let numbers = (LENGTH + 8) + (LENGTH + 4) + (LENGTH + 8);
-    let required: usize = [&row.chain_id, &row.action, &row.outcome, &row.payload_hash, &row.event_hash]
-        .into_iter()
-        .map(|value| LENGTH + value.len())
-        .sum();
-    let optional: usize = [
-        &row.actor_id,
-        &row.actor_display_name,
-        &row.actor_role,
-        &row.resource,
-        &row.patient_id,
-        &row.request_id,
-        &row.trace_id,
-        &row.ip_address,
-        &row.user_agent,
-        &row.run_id,
-        &row.payload,
-        &row.previous_hash,
-    ]
-    .into_iter()
-    .map(|value| LENGTH + value.as_deref().map_or(0, str::len))
-    .sum();
-    numbers + required + optional
-}
-
 /// `INSERT … VALUES ($1, …, $20), ($21, …)` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(INSERT_COLUMNS);
@@ -298,49 +245,13 @@ fn insert_sql(rows: usize) -> String {
 mod tests {
     use super::*;
 
-    /// A stored row whose payload is `payload_bytes` long.
-    fn row(id: i64, payload_bytes: usize) -> StoredRow {
-        StoredRow {
-            id,
-            chain_id: MAIN_CHAIN.to_owned(),
-            hash_version: 2,
-            event_time: chrono::DateTime::UNIX_EPOCH,
-            actor_id: Some("F001:ops".to_owned()),
-            actor_display_name: None,
-            actor_role: None,
-            action: "PHR_ALLERGY_TEXT".to_owned(),
-            outcome: "success".to_owned(),
-            resource: None,
-            patient_id: None,
-            request_id: None,
-            trace_id: None,
-            ip_address: None,
-            user_agent: None,
-            run_id: None,
-            payload: Some("x".repeat(payload_bytes)),
-            payload_hash: "0".repeat(64),
-            previous_hash: Some("0".repeat(64)),
-            event_hash: "0".repeat(64),
-        }
-    }
-
     #[test]
-    fn inserts_stay_under_the_byte_limit_in_order_and_an_oversized_row_goes_alone() {
-        let rows: Vec<StoredRow> =
-            [100, 5000, 5000, 5000, 20_000, 100].iter().zip(1..).map(|(b, id)| row(id, *b)).collect();
-        let chunks = insert_chunks(&rows, PG_BYTES_PER_INSERT);
-        let ids: Vec<Vec<i64>> = chunks.iter().map(|c| c.iter().map(|r| r.id).collect()).collect();
-        assert_eq!(ids, vec![vec![1, 2, 3], vec![4], vec![5], vec![6]]);
-        for chunk in chunks.iter().filter(|c| c.len() > 1) {
-            assert!(chunk.iter().map(bound_bytes).sum::<usize>() <= PG_BYTES_PER_INSERT);
-        }
-    }
-
-    #[test]
-    fn without_a_byte_limit_only_the_bind_limit_cuts() {
-        let rows: Vec<StoredRow> = (1..=600).map(|id| row(id, 10)).collect();
-        let sizes: Vec<usize> = insert_chunks(&rows, usize::MAX).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![ROWS_PER_INSERT, ROWS_PER_INSERT, 600 - 2 * ROWS_PER_INSERT]);
-        assert!(insert_chunks(&[], usize::MAX).is_empty());
+    fn the_insert_numbers_every_bind_of_every_row() {
+        let sql = insert_sql(2);
+        assert!(sql.starts_with(INSERT_COLUMNS));
+        assert!(sql.ends_with(
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20), \
+             ($21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40)"
+        ));
     }
 }

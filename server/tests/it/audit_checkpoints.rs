@@ -273,7 +273,8 @@ async fn checkpoints_go_to_an_s3_prefix_and_verify_from_there() {
         .await
         .expect("list objects");
         let listed = listing.text().await.unwrap();
-        assert!(listed.contains(&format!("phr/checkpoints/checkpoint-main-{head:020}.json")), "{listed}");
+        let name = format!("phr/checkpoints/checkpoint-{}-{head:020}.json", support::FACILITY);
+        assert!(listed.contains(&name), "{listed}");
         let out = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&output.stderr));
         assert!(out.contains("audit chain intact") && !out.contains("CHECKPOINT"), "{out}");
