@@ -212,11 +212,14 @@ fn report_html(global: &GlobalArgs, run_id: &str, output: Option<&Path>) -> Resu
         .collect();
     series.push(&run.status);
     let keep = series.len().saturating_sub(20);
-    let html = crate::report::html::render(&views(global)?, &run.status, &series[keep..], global.tz)?;
     let output = output.map_or_else(|| default_html(&run), Path::to_path_buf);
-    std::fs::write(&output, html.as_bytes())
-        .map_err(|source| crate::evidence::EvidenceError::Io { path: output.clone(), source })?;
-    emit(global, &json!({ "html": output }), &format!("{}\n", output.display()))?;
+    let written = crate::report::html_pages::write(&views(global)?, &run.status, &series[keep..], global.tz, &output)?;
+    let pages = &written[1..];
+    let text = match pages.len() {
+        0 => format!("{}\n", output.display()),
+        n => format!("{} (summary; the probes on {n} pages beside it, {}…)\n", output.display(), pages[0].display()),
+    };
+    emit(global, &json!({ "html": output, "pages": pages }), &text)?;
     Ok(Verdict::Ok)
 }
 

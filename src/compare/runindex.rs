@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::compare::parity::side_dir;
+use crate::compare::statusread;
 use crate::evidence::limits;
 use crate::evidence::runid::RunId;
 use crate::evidence::status::{RunStatus, STATUS_SCHEMA_VERSION};
@@ -90,21 +91,16 @@ pub struct LoadedRun {
     pub parity: Option<PathBuf>,
 }
 
-/// Reads a sealed folder's `status.json`, refusing other schema versions (checked before full parsing, so a
+/// Reads a sealed folder's `status.json` with its probes reduced as they are read ([`statusread`]), refusing
+/// other schema versions (a file that does not parse is reported by its version when that differs, so a
 /// future layout gets a version message rather than a confusing field error).
 pub fn read_status(dir: &Path) -> Result<RunStatus, RunIndexError> {
     let path = dir.join(EvidenceLayout::STATUS);
-    let bytes = limits::read_bounded(&path, &limits::STATUS_FILE).map_err(|error| match error {
-        limits::BoundedReadError::Io(source) => RunIndexError::from(EvidenceError::Io { path: path.clone(), source }),
-        limits::BoundedReadError::TooLarge(message) => RunIndexError::Corrupt { path: path.clone(), message },
-    })?;
-    let raw: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| RunIndexError::Corrupt { path: path.clone(), message: e.to_string() })?;
-    let found = raw.get("schema_version").and_then(serde_json::Value::as_u64).unwrap_or(0);
-    if found != u64::from(STATUS_SCHEMA_VERSION) {
-        return Err(RunIndexError::Schema { path, found, supported: STATUS_SCHEMA_VERSION });
-    }
-    serde_json::from_value(raw).map_err(|e| RunIndexError::Corrupt { path, message: e.to_string() })
+    statusread::read(&path, &limits::STATUS_FILE, STATUS_SCHEMA_VERSION).map_err(|error| match error {
+        statusread::ReadError::Io(source) => RunIndexError::from(EvidenceError::Io { path, source }),
+        statusread::ReadError::Corrupt(message) => RunIndexError::Corrupt { path, message },
+        statusread::ReadError::Schema(found) => RunIndexError::Schema { path, found, supported: STATUS_SCHEMA_VERSION },
+    })
 }
 
 fn folder_name(dir: &Path) -> String {

@@ -12,7 +12,7 @@
 //! [`crate::redact`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -24,6 +24,8 @@ use runid::{AllocateError, RunId};
 pub use event_log::EventLog;
 pub use layout::EvidenceLayout;
 pub use manifest_read::{parse_manifest, read_manifest};
+pub use manifest_write::write_manifest;
+use manifest_write::{HASH_BUFFER, list_files, sha256_file};
 pub use record::{CertFacts, CheckResult, FailedAttempt, Outcome, ProbeRecord, ProxyFacts, Timings, TlsFacts};
 pub use redacted::RedactedFile;
 
@@ -38,9 +40,11 @@ pub mod junit;
 mod layout;
 pub mod limits;
 mod manifest_read;
+mod manifest_write;
 pub mod record;
 mod redacted;
 pub mod runid;
+pub mod spool;
 pub mod status;
 pub mod text;
 pub mod wording;
@@ -269,6 +273,12 @@ impl RunFolder {
             let path = self.partial.join(bookkeeping);
             fs::remove_file(&path).map_err(io_at(&path))?;
         }
+        // The probe spool has been read into status.json; a run without probes never made one.
+        let spool = self.partial.join(EvidenceLayout::PROBE_SPOOL);
+        match fs::remove_file(&spool) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(EvidenceError::Io { path: spool, source: e }),
+            _ => {}
+        }
         write_manifest(&self.partial, &self.run_id)?;
         fs::rename(&self.partial, &self.finished).map_err(io_at(&self.finished))?;
         Ok(self.finished)
@@ -295,70 +305,6 @@ pub struct Manifest {
     pub run_id: String,
     /// Every file except the manifest, sorted by path.
     pub files: Vec<ManifestEntry>,
-}
-
-/// Size and SHA-256 of a file, read through `buffer` (reused across files: a 1,000-probe run has thousands),
-/// reading at most `max` bytes (verification passes one more than the manifest lists, so a file that grew
-/// shows as changed without being read to its end).
-fn sha256_file(path: &Path, buffer: &mut [u8], max: u64) -> Result<(u64, String), EvidenceError> {
-    let mut file = File::open(path).map_err(io_at(path))?.take(max);
-    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut size = 0u64;
-    loop {
-        let read = file.read(buffer).map_err(io_at(path))?;
-        if read == 0 {
-            break;
-        }
-        size += read as u64;
-        context.update(&buffer[..read]);
-    }
-    Ok((size, hex::encode(context.finish().as_ref())))
-}
-
-/// Read size when hashing files.
-const HASH_BUFFER: usize = 64 * 1024;
-
-fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), EvidenceError> {
-    for entry in fs::read_dir(dir).map_err(io_at(dir))? {
-        let entry = entry.map_err(io_at(dir))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(io_at(&path))?;
-        if kind.is_dir() {
-            list_files(root, &path, out)?;
-        } else {
-            let relative = path.strip_prefix(root).unwrap_or(&path);
-            let parts: Vec<String> =
-                relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-            out.push(parts.join("/"));
-        }
-    }
-    Ok(())
-}
-
-fn hash_tree(dir: &Path) -> Result<Vec<ManifestEntry>, EvidenceError> {
-    let mut paths = Vec::new();
-    list_files(dir, dir, &mut paths)?;
-    paths.retain(|p| p != MANIFEST_FILE);
-    paths.sort();
-    let mut buffer = vec![0u8; HASH_BUFFER];
-    paths
-        .into_iter()
-        .map(|path| {
-            let (size, sha256) = sha256_file(&dir.join(&path), &mut buffer, u64::MAX)?;
-            Ok(ManifestEntry { path, size, sha256 })
-        })
-        .collect()
-}
-
-/// Hashes every file under `dir` and writes `manifest.json` (overwriting any previous one).
-pub fn write_manifest(dir: &Path, run_id: &RunId) -> Result<Manifest, EvidenceError> {
-    let manifest =
-        Manifest { schema_version: MANIFEST_SCHEMA_VERSION, run_id: run_id.to_string(), files: hash_tree(dir)? };
-    let path = dir.join(MANIFEST_FILE);
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| EvidenceError::Corrupt { path: path.clone(), message: e.to_string() })?;
-    fs::write(&path, json).map_err(io_at(&path))?;
-    Ok(manifest)
 }
 
 /// The first difference between a run folder and its manifest.

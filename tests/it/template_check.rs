@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use connrun::evidence::limits::MAX_PROBES;
 use connrun::plan::template::{Template, TemplateError};
 
 /// Writes `template.toml` (and optional extra files) into a fresh template folder.
@@ -223,8 +224,8 @@ fn too_many_phases_probes_headers_and_variables_are_refused() {
         format!("schema_version = 1\nname = \"t\"\nlabel = \"t\"\n\n[variables]\n{variables}\n[headers]\n{headers}");
     for i in 0..65 {
         toml.push_str(&phase(i));
-        let probes = if i == 0 { 1001 } else { 1 };
-        (0..probes).for_each(|j| toml.push_str(&probe(i * 10_000 + j)));
+        let probes = if i == 0 { MAX_PROBES + 1 } else { 1 };
+        (0..probes).for_each(|j| toml.push_str(&probe(i * 1_000_000 + j)));
     }
     let dir = template_dir(&toml, &[]);
 
@@ -233,8 +234,8 @@ fn too_many_phases_probes_headers_and_variables_are_refused() {
     assert!(line_naming(&message, "variables").contains("257 variables; at most 256"), "{message}");
     assert!(line_naming(&message, "headers").contains("65 headers; at most 64"), "{message}");
     assert!(line_naming(&message, "phases").contains("65 phases; at most 64"), "{message}");
-    let probes = line_naming(&message, "phases[P0].probes[p1000]");
-    assert!(probes.contains("more than 1000 probes"), "{message}");
+    let probes = line_naming(&message, &format!("phases[P0].probes[p{MAX_PROBES}]"));
+    assert!(probes.contains(&format!("more than {MAX_PROBES} probes")), "{message}");
 }
 
 #[test]
