@@ -248,6 +248,43 @@ pub fn all_runs(artifacts: &Path) -> Result<(Vec<LoadedRun>, Vec<RunIndexError>)
     Ok((runs, skipped))
 }
 
+/// The finished runs of `template` against `target` that started no later than `until`, oldest first, as
+/// [`all_runs`] lists them; a run whose folder is in `held` (runs the caller has loaded already) is not read
+/// again but returned as [`Found::Held`] with its index in `held`. Only the first fields of each other run's
+/// `status.json` are read to choose (not its probes), so a folder of large runs is cheap to search.
+pub fn runs_of(
+    artifacts: &Path,
+    (template, target): (&str, &str),
+    until: chrono::DateTime<chrono::Utc>,
+    held: &[&Path],
+) -> Result<Vec<Found>, RunIndexError> {
+    let mut found = Vec::new();
+    for dir in finished_run_dirs(artifacts)? {
+        let Some(head) = statusread::read_head(&dir.join(EvidenceLayout::STATUS)) else { continue };
+        if head.template != template || head.target != target || head.started_at > until {
+            continue;
+        }
+        let key = (head.started_at, head.run_id);
+        if let Some(index) = held.iter().position(|h| *h == dir.as_path()) {
+            found.push((key, Found::Held(index)));
+        } else if let Ok(status) = read_status(&dir) {
+            // A run that cannot be read is left out, as all_runs leaves it out.
+            found.push((key, Found::Read(Box::new(LoadedRun { dir, status, parity: None }))));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found.into_iter().map(|(_, run)| run).collect())
+}
+
+/// A run found by [`runs_of`].
+#[derive(Debug)]
+pub enum Found {
+    /// The caller's own run, by its index in `held`.
+    Held(usize),
+    /// Another run, read (boxed: a status is large beside an index).
+    Read(Box<LoadedRun>),
+}
+
 /// The newest run and the run before it with the same template and target (both verified), for
 /// `connrun diff --latest`. With `template`, the newest run of that template is used.
 pub fn latest_pair(artifacts: &Path, template: Option<&str>) -> Result<(LoadedRun, LoadedRun), RunIndexError> {

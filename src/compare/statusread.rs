@@ -104,3 +104,63 @@ fn schema_version(reader: impl Read) -> Option<u64> {
     }
     serde_json::from_reader::<_, Version>(reader).ok().and_then(|v| v.schema_version)
 }
+
+/// What a run is, from the first fields of its `status.json`: enough to pick the runs of one template and
+/// target without reading their probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The RUN_ID.
+    pub run_id: String,
+    /// Template name.
+    pub template: String,
+    /// Target name.
+    pub target: String,
+    /// When the run started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Reads the [`Head`] of the `status.json` at `path`, stopping as soon as it has it (connrun writes these
+/// fields before the phases and probes); `None` when the file lacks one or cannot be read.
+pub fn read_head(path: &Path) -> Option<Head> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut head = PartialHead::default();
+    let mut deserializer = serde_json::Deserializer::from_reader(BufReader::with_capacity(16 << 10, file));
+    // The visitor stops before the end of the object, so serde_json reports an error once it has the head.
+    let _ = deserializer.deserialize_map(HeadVisitor(&mut head));
+    Some(Head { run_id: head.run_id?, template: head.template?, target: head.target?, started_at: head.started_at? })
+}
+
+#[derive(Default)]
+struct PartialHead {
+    run_id: Option<String>,
+    template: Option<String>,
+    target: Option<String>,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+struct HeadVisitor<'h>(&'h mut PartialHead);
+
+impl<'de> Visitor<'de> for HeadVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a status.json object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let head = self.0;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "run_id" => head.run_id = Some(map.next_value()?),
+                "template" => head.template = Some(map.next_value()?),
+                "target" => head.target = Some(map.next_value()?),
+                "started_at" => head.started_at = Some(map.next_value()?),
+                _ => drop(map.next_value::<serde::de::IgnoredAny>()?),
+            }
+            if head.run_id.is_some() && head.template.is_some() && head.target.is_some() && head.started_at.is_some() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}

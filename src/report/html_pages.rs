@@ -189,7 +189,7 @@ mod tests {
         let output = dir.path().join("R.html");
         let views = Views::load(None).expect("views");
         let written = write(&views, &status, &[&status], Zone::default(), &output).expect("write");
-        assert_eq!(written, [output.clone()]);
+        assert_eq!(written, std::slice::from_ref(&output));
         let page = std::fs::read_to_string(&output).expect("page");
         assert!(page.contains("PHR-06") && page.contains("PHR-07") && page.contains("id=\"waterfall\""));
     }

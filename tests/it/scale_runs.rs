@@ -12,7 +12,7 @@ use connrun::evidence::limits::DOCUMENT_PROBES;
 use connrun::report::html::PAGE_PROBES;
 
 /// One more probe than a document lists whole and than a page holds (and than templates used to allow).
-const PROBES: usize = DOCUMENT_PROBES.max(PAGE_PROBES) + 1;
+const PROBES: usize = if DOCUMENT_PROBES > PAGE_PROBES { DOCUMENT_PROBES + 1 } else { PAGE_PROBES + 1 };
 
 /// A template of [`PROBES`] GETs of PHR-04; probe `broken`, if any, asks for a patient that does not exist.
 fn template(root: &Path, broken: Option<usize>) -> PathBuf {
