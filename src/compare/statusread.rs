@@ -90,19 +90,20 @@ pub fn read(path: &Path, limit: &SizeLimit, schema: u32) -> Result<RunStatus, Re
         }
         Ok(status) => Err(ReadError::Schema(u64::from(status.schema_version))),
         Err(error) => match schema_version(open()?) {
-            Some(found) if found == u64::from(schema) => Err(ReadError::Corrupt(error.to_string())),
-            found => Err(ReadError::Schema(found.unwrap_or(0))),
+            Ok(found) if found != Some(u64::from(schema)) => Err(ReadError::Schema(found.unwrap_or(0))),
+            _ => Err(ReadError::Corrupt(error.to_string())),
         },
     }
 }
 
-/// The `schema_version` of a JSON object, reading nothing else into memory (other fields are skipped).
-fn schema_version(reader: impl Read) -> Option<u64> {
+/// The `schema_version` of a JSON object, reading nothing else into memory (other fields are skipped);
+/// `Err` when the file is not JSON at all (then it is corrupt, whatever its version).
+fn schema_version(reader: impl Read) -> Result<Option<u64>, serde_json::Error> {
     #[derive(Deserialize)]
     struct Version {
         schema_version: Option<u64>,
     }
-    serde_json::from_reader::<_, Version>(reader).ok().and_then(|v| v.schema_version)
+    serde_json::from_reader::<_, Version>(reader).map(|v| v.schema_version)
 }
 
 /// What a run is, from the first fields of its `status.json`: enough to pick the runs of one template and

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use connrun::evidence::limits::MAX_PROBES;
+use connrun::evidence::limits::{MAX_PROBES, TEMPLATE_FILE};
 use connrun::plan::template::{Template, TemplateError};
 
 /// Writes `template.toml` (and optional extra files) into a fresh template folder.
@@ -282,7 +282,7 @@ fn oversized_sql_body_and_template_files_are_refused_by_name() {
     body.set_len((64 << 20) + 1).expect("grow body file");
     let oversized = template_dir("", &[]);
     let file = std::fs::OpenOptions::new().write(true).open(oversized.path().join("template.toml")).expect("open");
-    file.set_len((1 << 20) + 1).expect("grow template");
+    file.set_len(TEMPLATE_FILE.max_bytes + 1).expect("grow template");
 
     let message = error_text(dir.path());
     let whole_file = error_text(oversized.path());
@@ -294,7 +294,9 @@ fn oversized_sql_body_and_template_files_are_refused_by_name() {
         body.contains("big.json") && body.contains("over the limit of 64 MiB for a request body file"),
         "{message}"
     );
-    assert!(whole_file.contains("template.toml: 1048577 bytes is over the limit of 1 MiB"), "{whole_file}");
+    let bound = TEMPLATE_FILE.max_bytes;
+    let refusal = format!("template.toml: {} bytes is over the limit of {} MiB", bound + 1, bound >> 20);
+    assert!(whole_file.contains(&refusal), "{whole_file}");
 }
 
 #[test]
