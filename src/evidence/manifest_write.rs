@@ -23,7 +23,17 @@ pub(super) const HASH_BUFFER: usize = 64 * 1024;
 /// reading at most `max` bytes (verification passes one more than the manifest lists, so a file that grew
 /// shows as changed without being read to its end).
 pub(super) fn sha256_file(path: &Path, buffer: &mut [u8], max: u64) -> Result<(u64, String), EvidenceError> {
-    let mut file = File::open(path).map_err(io_at(path))?.take(max);
+    sha256_open(File::open(path).map_err(io_at(path))?, path, buffer, max)
+}
+
+/// [`sha256_file`] of a file already open (`path` names it in errors).
+pub(super) fn sha256_open(
+    file: File,
+    path: &Path,
+    buffer: &mut [u8],
+    max: u64,
+) -> Result<(u64, String), EvidenceError> {
+    let mut file = file.take(max);
     let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut size = 0u64;
     loop {
