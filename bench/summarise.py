@@ -44,6 +44,10 @@ goals = [
 for n in sorted({k.split(".")[1] for k in figures if k.startswith("harness.n")}):
     goals.append((f"verify / sha256sum at {n}", ratio(f"harness.{n}.verify.wall", f"harness.{n}.sha256sum.wall"), 1.2, "<="))
     goals.append((f"peak RSS of a run at {n}, MiB", (median(f"harness.{n}.run.peak_rss") or 0) / 1024 or None, 64, "<="))
+    if n == "n10000":  # issue 13: diff and report html of 10k-probe runs
+        goals.append(("diff of two 10k runs, s", median("harness.n10000.diff.wall"), 1.0, "<="))
+        goals.append(("diff of two 10k runs, MiB", (median("harness.n10000.diff.peak_rss") or 0) / 1024 or None, 64, "<="))
+        goals.append(("report html of a 10k run, s", median("harness.n10000.report_html.wall"), 1.0, "<="))
 for backend in ("postgres", "sqlite"):
     goals.append((f"PHR-04 / nginx at c=64 ({backend})", ratio(f"server.{backend}.phr04.c64.phr.rps", f"server.{backend}.phr04.c64.nginx.rps"), 0.25, ">="))
     goals.append((f"PHR-11 / nginx at c=64 ({backend})", ratio(f"server.{backend}.phr11.c64.phr.rps", f"server.{backend}.phr11.c64.nginx.rps"), 0.12, ">="))

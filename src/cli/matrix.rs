@@ -22,6 +22,7 @@ use crate::cli::run_one::{OneRun, read_reserved_template, run_one};
 use crate::cli::weekly;
 use crate::compare::runindex::{self, LoadedRun};
 use crate::evidence::runid::RunId;
+use crate::evidence::status::RunStatus;
 use crate::evidence::{self, EvidenceLayout, RunLocation, limits};
 use crate::report::matrix::{self, Matrix, TargetResult};
 use crate::report::views::Views;
@@ -63,12 +64,26 @@ pub async fn run_targets(global: &GlobalArgs, args: &RunArgs, targets: &[String]
         .buffered(parallel)
         .collect()
         .await;
+    // A run of more than 1,000 probes keeps only those not Ready in memory: its row is built from its sealed
+    // status.json instead, so no Ready probe shows as absent.
+    let whole: Vec<Option<Result<RunStatus, String>>> = results
+        .iter()
+        .map(|(_, result)| match result {
+            Ok(outcome) if outcome.excerpt.is_some() => {
+                Some(runindex::read_status(&outcome.dir).map_err(|e| e.to_string()))
+            }
+            _ => None,
+        })
+        .collect();
     let shown: Vec<(String, TargetResult<'_>)> = results
         .iter()
-        .map(|(target, result)| {
-            let shown = match result {
-                Ok(outcome) => TargetResult::Ran(&outcome.status),
-                Err(error) => TargetResult::Failed(error.to_string()),
+        .zip(&whole)
+        .map(|((target, result), whole)| {
+            let shown = match (result, whole) {
+                (Ok(_), Some(Ok(status))) => TargetResult::Ran(status),
+                (Ok(_), Some(Err(error))) => TargetResult::Failed(error.clone()),
+                (Ok(outcome), None) => TargetResult::Ran(&outcome.status),
+                (Err(error), _) => TargetResult::Failed(error.to_string()),
             };
             (target.clone(), shown)
         })

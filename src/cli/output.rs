@@ -52,6 +52,12 @@ pub fn load_target(global: &GlobalArgs, name: &str) -> Result<Target, CliError> 
 pub fn print_outcome(global: &GlobalArgs, outcome: &RunOutcome) -> Result<(), CliError> {
     let status = &outcome.status;
     let mut text = format!("RUN_ID={}\nevidence: {}\n", status.run_id, outcome.dir.display());
+    if let Some(excerpt) = &outcome.excerpt {
+        text.push_str(&format!(
+            "  {} of {} probes Ready; the {} listed below are those not Ready (status.json has every probe)\n",
+            excerpt.ready, excerpt.total, excerpt.listed
+        ));
+    }
     for probe in status.serverinfo.iter().chain(&status.probes) {
         let http = probe.http_status.map_or_else(|| "000".to_owned(), |s| s.to_string());
         let verdict = if probe.ready { "ready".to_owned() } else { format!("NOT READY {}", probe.outcome.describe()) };
@@ -71,7 +77,8 @@ pub fn print_outcome(global: &GlobalArgs, outcome: &RunOutcome) -> Result<(), Cl
         text.push_str(&format!("  audit error: {error}\n"));
     }
     text.push_str(if status.is_ok() { "result: OK\n" } else { "result: PROBLEM (see todo/PHR_OPEN_ITEMS.md)\n" });
-    let value = RunJson { evidence: &outcome.dir, ok: status.is_ok(), run_id: &status.run_id, status };
+    let probes_excerpt = outcome.excerpt.as_ref();
+    let value = RunJson { evidence: &outcome.dir, ok: status.is_ok(), run_id: &status.run_id, status, probes_excerpt };
     emit(global, &value, &text)
 }
 
@@ -84,8 +91,12 @@ struct RunJson<'a> {
     ok: bool,
     /// The RUN_ID.
     run_id: &'a str,
-    /// The whole `status.json` content.
+    /// The whole `status.json` content; for a run of more than 1,000 probes, with only the probes
+    /// `probes_excerpt` says (`status.json` has every one).
     status: &'a crate::evidence::status::RunStatus,
+    /// Set when `status.probes` above is not every probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probes_excerpt: Option<&'a crate::evidence::spool::Excerpt>,
 }
 
 /// The artifacts folder as an absolute path, for messages.

@@ -16,6 +16,7 @@ use crate::cli::error::{CliError, Verdict};
 use crate::cli::output::{emit, load_target, load_template};
 use crate::compare::diff::{DiffOptions, RunDiff};
 use crate::compare::runindex::{self, LoadedRun};
+use crate::evidence::status::RunStatus;
 use crate::report::append::{Anchor, AppendOutcome, EntryKind};
 use crate::report::views::Views;
 
@@ -51,13 +52,10 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> Result<Verdict, CliError> {
         cert_min_days: args.cert_min_days,
     };
     let shown = |run: &LoadedRun| crate::cli::output::absolute(&run.dir).display().to_string();
-    let (history, _) = runindex::all_runs(&global.artifacts)?;
-    let earlier: Vec<&crate::evidence::status::RunStatus> = history
-        .iter()
-        .map(|r| &r.status)
-        .filter(|s| s.template == after.status.template && s.target == after.status.target)
-        .filter(|s| s.started_at <= before.status.started_at && s.run_id != after.status.run_id)
-        .collect();
+    let kind = (after.status.template.as_str(), after.status.target.as_str());
+    let found = runindex::runs_of(&global.artifacts, kind, before.status.started_at, &[&before.dir, &after.dir])?;
+    let earlier = held_or_read(&found, &[&before, &after]);
+    let earlier: Vec<&RunStatus> = earlier.into_iter().filter(|s| s.run_id != after.status.run_id).collect();
     let noise = crate::compare::diff::NoiseFloor::from_runs(&earlier[earlier.len().saturating_sub(NOISE_RUNS)..]);
     let diff = RunDiff::with_noise((&before.status, shown(&before)), (&after.status, shown(&after)), options, &noise);
     let text = views(global)?.render("diff.md.tera", &diff)?;
@@ -201,23 +199,33 @@ fn deliver(
 }
 
 fn report_html(global: &GlobalArgs, run_id: &str, output: Option<&Path>) -> Result<Verdict, CliError> {
-    let (run, runs) = with_history(global, run_id)?;
-    let mut series: Vec<&crate::evidence::status::RunStatus> = runs
-        .iter()
-        .map(|r| &r.status)
-        .filter(|s| {
-            s.template == run.status.template && s.target == run.status.target && s.started_at <= run.status.started_at
-        })
-        .filter(|s| s.run_id != run.status.run_id)
-        .collect();
+    let run = load(global, run_id)?;
+    let kind = (run.status.template.as_str(), run.status.target.as_str());
+    let found = runindex::runs_of(&global.artifacts, kind, run.status.started_at, &[&run.dir])?;
+    let mut series: Vec<&RunStatus> =
+        held_or_read(&found, &[&run]).into_iter().filter(|s| s.run_id != run.status.run_id).collect();
     series.push(&run.status);
     let keep = series.len().saturating_sub(20);
-    let html = crate::report::html::render(&views(global)?, &run.status, &series[keep..], global.tz)?;
     let output = output.map_or_else(|| default_html(&run), Path::to_path_buf);
-    std::fs::write(&output, html.as_bytes())
-        .map_err(|source| crate::evidence::EvidenceError::Io { path: output.clone(), source })?;
-    emit(global, &json!({ "html": output }), &format!("{}\n", output.display()))?;
+    let written = crate::report::html_pages::write(&views(global)?, &run.status, &series[keep..], global.tz, &output)?;
+    let pages = &written[1..];
+    let text = match pages.len() {
+        0 => format!("{}\n", output.display()),
+        n => format!("{} (summary; the probes on {n} pages beside it, {}…)\n", output.display(), pages[0].display()),
+    };
+    emit(global, &json!({ "html": output, "pages": pages }), &text)?;
     Ok(Verdict::Ok)
+}
+
+/// The statuses of runs found by [`runindex::runs_of`], the caller's own (`held`) taken from memory.
+fn held_or_read<'a>(found: &'a [runindex::Found], held: &[&'a LoadedRun]) -> Vec<&'a RunStatus> {
+    found
+        .iter()
+        .map(|run| match run {
+            runindex::Found::Held(index) => &held[*index].status,
+            runindex::Found::Read(loaded) => &loaded.status,
+        })
+        .collect()
 }
 
 /// `<suite folder>/<RUN_ID>.html` next to the run; for a side of a parity run `<RUN_ID>-<target>.html` next to

@@ -8,3 +8,4 @@ pub mod archive;
 pub mod diff;
 pub mod parity;
 pub mod runindex;
+pub mod statusread;

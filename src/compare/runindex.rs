@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::compare::parity::side_dir;
+use crate::compare::statusread;
 use crate::evidence::limits;
 use crate::evidence::runid::RunId;
 use crate::evidence::status::{RunStatus, STATUS_SCHEMA_VERSION};
@@ -90,21 +91,16 @@ pub struct LoadedRun {
     pub parity: Option<PathBuf>,
 }
 
-/// Reads a sealed folder's `status.json`, refusing other schema versions (checked before full parsing, so a
+/// Reads a sealed folder's `status.json` with its probes reduced as they are read ([`statusread`]), refusing
+/// other schema versions (a file that does not parse is reported by its version when that differs, so a
 /// future layout gets a version message rather than a confusing field error).
 pub fn read_status(dir: &Path) -> Result<RunStatus, RunIndexError> {
     let path = dir.join(EvidenceLayout::STATUS);
-    let bytes = limits::read_bounded(&path, &limits::STATUS_FILE).map_err(|error| match error {
-        limits::BoundedReadError::Io(source) => RunIndexError::from(EvidenceError::Io { path: path.clone(), source }),
-        limits::BoundedReadError::TooLarge(message) => RunIndexError::Corrupt { path: path.clone(), message },
-    })?;
-    let raw: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| RunIndexError::Corrupt { path: path.clone(), message: e.to_string() })?;
-    let found = raw.get("schema_version").and_then(serde_json::Value::as_u64).unwrap_or(0);
-    if found != u64::from(STATUS_SCHEMA_VERSION) {
-        return Err(RunIndexError::Schema { path, found, supported: STATUS_SCHEMA_VERSION });
-    }
-    serde_json::from_value(raw).map_err(|e| RunIndexError::Corrupt { path, message: e.to_string() })
+    statusread::read(&path, &limits::STATUS_FILE, STATUS_SCHEMA_VERSION).map_err(|error| match error {
+        statusread::ReadError::Io(source) => RunIndexError::from(EvidenceError::Io { path, source }),
+        statusread::ReadError::Corrupt(message) => RunIndexError::Corrupt { path, message },
+        statusread::ReadError::Schema(found) => RunIndexError::Schema { path, found, supported: STATUS_SCHEMA_VERSION },
+    })
 }
 
 fn folder_name(dir: &Path) -> String {
@@ -250,6 +246,43 @@ pub fn all_runs(artifacts: &Path) -> Result<(Vec<LoadedRun>, Vec<RunIndexError>)
     }
     runs.sort_by(|a, b| (a.status.started_at, &a.status.run_id).cmp(&(b.status.started_at, &b.status.run_id)));
     Ok((runs, skipped))
+}
+
+/// The finished runs of `template` against `target` that started no later than `until`, oldest first, as
+/// [`all_runs`] lists them; a run whose folder is in `held` (runs the caller has loaded already) is not read
+/// again but returned as [`Found::Held`] with its index in `held`. Only the first fields of each other run's
+/// `status.json` are read to choose (not its probes), so a folder of large runs is cheap to search.
+pub fn runs_of(
+    artifacts: &Path,
+    (template, target): (&str, &str),
+    until: chrono::DateTime<chrono::Utc>,
+    held: &[&Path],
+) -> Result<Vec<Found>, RunIndexError> {
+    let mut found = Vec::new();
+    for dir in finished_run_dirs(artifacts)? {
+        let Some(head) = statusread::read_head(&dir.join(EvidenceLayout::STATUS)) else { continue };
+        if head.template != template || head.target != target || head.started_at > until {
+            continue;
+        }
+        let key = (head.started_at, head.run_id);
+        if let Some(index) = held.iter().position(|h| *h == dir.as_path()) {
+            found.push((key, Found::Held(index)));
+        } else if let Ok(status) = read_status(&dir) {
+            // A run that cannot be read is left out, as all_runs leaves it out.
+            found.push((key, Found::Read(Box::new(LoadedRun { dir, status, parity: None }))));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found.into_iter().map(|(_, run)| run).collect())
+}
+
+/// A run found by [`runs_of`].
+#[derive(Debug)]
+pub enum Found {
+    /// The caller's own run, by its index in `held`.
+    Held(usize),
+    /// Another run, read (boxed: a status is large beside an index).
+    Read(Box<LoadedRun>),
 }
 
 /// The newest run and the run before it with the same template and target (both verified), for

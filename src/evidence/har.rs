@@ -6,9 +6,12 @@
 //! 1,000-probe HAR never exists in memory, neither as text nor as a `serde_json::Value` tree. Fields are
 //! declared in alphabetical order, the order the file has always had.
 
+use std::borrow::Borrow;
+use std::cell::RefCell;
 use std::io::Write;
 
 use serde::Serialize;
+use serde::ser::{Error as _, SerializeSeq};
 
 use crate::evidence::ProbeRecord;
 
@@ -18,11 +21,26 @@ pub fn write<'a>(
     run_id: &str,
     probes: impl IntoIterator<Item = &'a ProbeRecord>,
 ) -> serde_json::Result<()> {
+    write_results(out, run_id, probes.into_iter().map(Ok::<_, std::convert::Infallible>))
+}
+
+/// Writes the HAR document from records produced one at a time (e.g. read back from the run's spool); the
+/// first record that cannot be produced stops the document with its error, so no HAR looks complete without
+/// every probe.
+pub fn write_results<R, E>(
+    out: impl Write,
+    run_id: &str,
+    probes: impl Iterator<Item = Result<R, E>>,
+) -> serde_json::Result<()>
+where
+    R: Borrow<ProbeRecord>,
+    E: std::fmt::Display,
+{
     let document = Document {
         log: Log {
             comment: format!("RUN_ID={run_id}"),
             creator: Creator { name: "connrun", version: crate::evidence::TOOL_VERSION },
-            entries: Entries(probes.into_iter().collect()),
+            entries: Entries(RefCell::new(Some(probes))),
             pages: [],
             version: "1.2",
         },
@@ -32,20 +50,20 @@ pub fn write<'a>(
 
 /// The top level: `{"log": ...}`.
 #[derive(Serialize)]
-struct Document<'a> {
+struct Document<E: Serialize> {
     /// The archive.
-    log: Log<'a>,
+    log: Log<E>,
 }
 
 /// HAR's `log` object.
 #[derive(Serialize)]
-struct Log<'a> {
+struct Log<E: Serialize> {
     /// `RUN_ID=<id>`, so a HAR file names its run.
     comment: String,
     /// The tool that wrote the file.
     creator: Creator,
     /// One entry per probe, produced while serialising.
-    entries: Entries<'a>,
+    entries: E,
     /// No pages: probes are not page loads.
     pages: [(); 0],
     /// HAR format version.
@@ -61,12 +79,23 @@ struct Creator {
     version: &'static str,
 }
 
-/// The records, serialised as a JSON array of entries, each built only while it is written.
-struct Entries<'a>(Vec<&'a ProbeRecord>);
+/// The records, serialised as a JSON array of entries, each built only while it is written (serialised once).
+struct Entries<I>(RefCell<Option<I>>);
 
-impl Serialize for Entries<'_> {
+impl<I, R, E> Serialize for Entries<I>
+where
+    I: Iterator<Item = Result<R, E>>,
+    R: Borrow<ProbeRecord>,
+    E: std::fmt::Display,
+{
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|probe| entry(probe)))
+        let probes = self.0.borrow_mut().take().ok_or_else(|| S::Error::custom("HAR entries serialised twice"))?;
+        let mut seq = serializer.serialize_seq(None)?;
+        for probe in probes {
+            let probe = probe.map_err(S::Error::custom)?;
+            seq.serialize_element(&entry(probe.borrow()))?;
+        }
+        seq.end()
     }
 }
 

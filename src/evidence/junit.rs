@@ -3,6 +3,7 @@
 //! A probe that is not Ready is a `<failure>` with its outcome and check failures as the message; the XML is
 //! written by hand, test case by test case straight into the file, with every value escaped.
 
+use std::borrow::Borrow;
 use std::io::{self, Write};
 
 use crate::evidence::ProbeRecord;
@@ -45,54 +46,102 @@ pub fn render(status: &RunStatus) -> String {
 }
 
 /// Writes `junit.xml` for a run to `out`, test case by test case.
-pub fn write(mut out: impl Write, status: &RunStatus) -> io::Result<()> {
-    let failures = status.probes.iter().filter(|p| !p.ready).count();
-    let total_seconds: f64 = status.probes.iter().map(|p| p.timings.total_ms / 1000.0).sum();
+pub fn write(out: impl Write, status: &RunStatus) -> io::Result<()> {
+    let in_phase_order =
+        || status.phases.iter().flat_map(|phase| status.probes_of(&phase.id)).map(Ok::<_, std::convert::Infallible>);
+    write_results(out, status, in_phase_order)
+}
+
+/// Tests, failures and seconds of a group of test cases.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    /// Test cases.
+    tests: usize,
+    /// Test cases that are not Ready.
+    failures: usize,
+    /// Seconds of every case, summed in template order.
+    seconds: f64,
+}
+
+impl Totals {
+    fn add(&mut self, probe: &ProbeRecord) {
+        self.tests += 1;
+        self.failures += usize::from(!probe.ready);
+        self.seconds += probe.timings.total_ms / 1000.0;
+    }
+}
+
+/// Writes `junit.xml` from records produced in template order by `records` (called twice: once for the
+/// counts each `<testsuite>` opens with, once for the cases), e.g. read back from the run's spool. A record
+/// that cannot be produced stops the file with an error.
+pub fn write_results<P, I, R, E>(mut out: impl Write, status: &RunStatus<P>, records: impl Fn() -> I) -> io::Result<()>
+where
+    I: Iterator<Item = Result<R, E>>,
+    R: Borrow<ProbeRecord>,
+    E: std::fmt::Display,
+{
+    let failed = |e: E| io::Error::other(e.to_string());
+    let mut all = Totals::default();
+    let mut phases = vec![Totals::default(); status.phases.len()];
+    for record in records() {
+        let record = record.map_err(failed)?;
+        let probe = record.borrow();
+        all.add(probe);
+        if let Some(at) = status.phases.iter().position(|p| p.id == probe.phase) {
+            phases[at].add(probe);
+        }
+    }
     writeln!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
     writeln!(
         out,
-        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{total_seconds:.3}\">",
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" time=\"{:.3}\">",
         xml_escape(&status.run_id),
-        status.probes.len()
+        all.tests,
+        all.failures,
+        all.seconds
     )?;
-    for phase in &status.phases {
-        let probes: Vec<&ProbeRecord> = status.probes_of(&phase.id).collect();
-        let phase_failures = probes.iter().filter(|p| !p.ready).count();
-        let phase_seconds: f64 = probes.iter().map(|p| p.timings.total_ms / 1000.0).sum();
+    let mut cases = records().peekable();
+    for (phase, totals) in status.phases.iter().zip(&phases) {
         writeln!(
             out,
-            "  <testsuite name=\"Phase-{} {}\" tests=\"{}\" failures=\"{phase_failures}\" errors=\"0\" time=\"{phase_seconds:.3}\" timestamp=\"{}\">",
+            "  <testsuite name=\"Phase-{} {}\" tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{:.3}\" timestamp=\"{}\">",
             xml_escape(&phase.id),
             xml_escape(&phase.name),
-            probes.len(),
+            totals.tests,
+            totals.failures,
+            totals.seconds,
             phase.started_at.format("%Y-%m-%dT%H:%M:%S")
         )?;
-        for probe in probes {
-            write!(
-                out,
-                "    <testcase classname=\"{}.Phase-{}\" name=\"{} {}\" time=\"{:.3}\"",
-                xml_escape(&status.template),
-                xml_escape(&phase.id),
-                xml_escape(&probe.id),
-                xml_escape(&probe.name),
-                probe.timings.total_ms / 1000.0
-            )?;
-            if probe.ready {
-                writeln!(out, "/>")?;
-            } else {
-                let message = xml_escape(&failure_message(probe));
-                writeln!(
-                    out,
-                    ">\n      <failure message=\"{message}\" type=\"{}\">{} {}: {message}</failure>\n    </testcase>",
-                    probe.outcome.kind(),
-                    xml_escape(&probe.method),
-                    xml_escape(&probe.url)
-                )?;
-            }
+        while let Some(record) = cases.next_if(|r| r.as_ref().map_or(true, |r| r.borrow().phase == phase.id)) {
+            test_case(&mut out, &status.template, &phase.id, record.map_err(failed)?.borrow())?;
         }
         writeln!(out, "  </testsuite>")?;
     }
     writeln!(out, "</testsuites>")
+}
+
+/// One `<testcase>`, with its `<failure>` when the probe is not Ready.
+fn test_case(out: &mut impl Write, template: &str, phase: &str, probe: &ProbeRecord) -> io::Result<()> {
+    write!(
+        out,
+        "    <testcase classname=\"{}.Phase-{}\" name=\"{} {}\" time=\"{:.3}\"",
+        xml_escape(template),
+        xml_escape(phase),
+        xml_escape(&probe.id),
+        xml_escape(&probe.name),
+        probe.timings.total_ms / 1000.0
+    )?;
+    if probe.ready {
+        return writeln!(out, "/>");
+    }
+    let message = xml_escape(&failure_message(probe));
+    writeln!(
+        out,
+        ">\n      <failure message=\"{message}\" type=\"{}\">{} {}: {message}</failure>\n    </testcase>",
+        probe.outcome.kind(),
+        xml_escape(&probe.method),
+        xml_escape(&probe.url)
+    )
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ impl EvidenceLayout {
     pub const RESERVATION: &'static str = "reservation.json";
     /// Taken with `create_new` when a run starts, so a RUN_ID runs at most once.
     pub const STARTED_MARKER: &'static str = ".started";
+    /// Finished probe records, one JSON line each, while the run is written (`spool.rs`); removed at the seal.
+    pub const PROBE_SPOOL: &'static str = ".probes.ndjson";
     /// The server-info probe's dump folder.
     pub const SERVERINFO_DIR: &'static str = "serverinfo";
     /// Parent of every probe's dump folder.

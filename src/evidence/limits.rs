@@ -51,8 +51,16 @@ pub const MAX_VALUE_BYTES: usize = 8 * 1024;
 
 /// Most phases in one template.
 pub const MAX_PHASES: usize = 64;
-/// Most probes in one template, all phases together (the server-info probe included).
-pub const MAX_PROBES: usize = 1000;
+/// Most probes in one template, all phases together (the server-info probe included): 100,000. A run no
+/// longer holds its records in memory (they are spooled, and `status.json`, the HAR and JUnit are streamed
+/// from the spool), so the bound is set by the evidence instead: ~14 KB and 6 files per probe make a
+/// 100,000-probe run 1.4 GB and 600,000 files, about what one folder should hold and `verify` re-hash in
+/// seconds. Larger runs belong in several templates (one RUN_ID each).
+pub const MAX_PROBES: usize = 100_000;
+/// Most probes the Markdown documents of a run list whole: 1,000, the old bound on a template, whose
+/// documents are a few MB and render in a fraction of a second. A larger run's documents list the probes
+/// that are not Ready (at most this many) and say so; every probe stays in `status.json`, the HAR and JUnit.
+pub const DOCUMENT_PROBES: usize = 1000;
 /// Most headers in one table (a template's, a probe's, a target's).
 pub const MAX_HEADERS: usize = 64;
 /// Most variables a template declares or a target overrides.
@@ -78,15 +86,17 @@ pub const MAX_HISTORY_RUNS: usize = 200;
 /// Runs the trends page draws when `--last` is not given: a quarter of weekly runs and then some.
 pub const DEFAULT_TREND_RUNS: usize = 20;
 
-/// Most files one manifest may list (a 1,000-probe run writes about 7,000, `curl.sh` included).
-pub const MAX_MANIFEST_ENTRIES: usize = 100_000;
+/// Most files one manifest may list (a probe writes about 7 files, `curl.sh` included): ten per probe of the
+/// largest template.
+pub const MAX_MANIFEST_ENTRIES: usize = 10 * MAX_PROBES;
 /// Most entries of any kind in an archive: the manifest, its files, a long-name header per file and as
 /// many folders.
 pub const MAX_ARCHIVE_ENTRIES: usize = 3 * MAX_MANIFEST_ENTRIES + 1;
 
-/// `template.toml` (the shipped ones are 2 and 6 KiB).
+/// `template.toml` (the shipped ones are 2 and 6 KiB; a probe takes about 200 bytes, so MAX_PROBES of them
+/// fit with room for headers and checks).
 pub const TEMPLATE_FILE: SizeLimit =
-    SizeLimit { what: "a template file", max_bytes: 1 << 20, advice: "split the run into several templates" };
+    SizeLimit { what: "a template file", max_bytes: 64 << 20, advice: "split the run into several templates" };
 /// A targets file.
 pub const TARGETS_FILE: SizeLimit =
     SizeLimit { what: "a targets file", max_bytes: 1 << 20, advice: "keep one targets file per team or site" };
@@ -99,18 +109,19 @@ pub const BODY_FILE: SizeLimit =
 /// A secret file named by a targets file (a password or a database URL).
 pub const SECRET_FILE: SizeLimit =
     SizeLimit { what: "a secret file", max_bytes: 64 << 10, advice: "the file holds only the secret" };
-/// A run's `manifest.json` (about 200 bytes per listed file).
+/// A run's `manifest.json` (about 200 bytes per listed file, MAX_MANIFEST_ENTRIES of them).
 pub const MANIFEST_FILE: SizeLimit =
-    SizeLimit { what: "manifest.json", max_bytes: 32 << 20, advice: "this is not a manifest connrun wrote" };
+    SizeLimit { what: "manifest.json", max_bytes: 256 << 20, advice: "this is not a manifest connrun wrote" };
 /// One extension header read from an archive (a GNU long name or a PAX record set).
 pub const ARCHIVE_EXTENSION: SizeLimit = SizeLimit {
     what: "a long-name header in an archive",
     max_bytes: 64 << 10,
     advice: "this is not an archive connrun wrote",
 };
-/// A run's `status.json` (about 6 KiB per probe).
+/// A run's `status.json` (about 6 KiB per probe; read as a stream, so the bound is on the input, not memory:
+/// 10 KiB for each of MAX_PROBES).
 pub const STATUS_FILE: SizeLimit =
-    SizeLimit { what: "status.json", max_bytes: 64 << 20, advice: "this is not a status connrun wrote" };
+    SizeLimit { what: "status.json", max_bytes: 1000 << 20, advice: "this is not a status connrun wrote" };
 
 /// A bound on the size of one file connrun reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,9 +13,11 @@ use crate::evidence::ProbeRecord;
 /// Version of the `status.json` layout; bump on incompatible changes.
 pub const STATUS_SCHEMA_VERSION: u32 = 1;
 
-/// Everything a run found out.
+/// Everything a run found out. `P` is how the probes are held: in memory (the default, what readers get) or
+/// streamed from the run's spool while `status.json` is written (`spool::SpooledProbes`), so the file has
+/// one shape whichever way it was produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunStatus {
+pub struct RunStatus<P = Vec<ProbeRecord>> {
     /// Layout version of this document.
     pub schema_version: u32,
     /// connrun version that wrote it.
@@ -61,7 +63,7 @@ pub struct RunStatus {
     #[serde(default)]
     pub probe_memos: std::collections::BTreeMap<String, String>,
     /// Every probe, in template order.
-    pub probes: Vec<ProbeRecord>,
+    pub probes: P,
     /// Audit counts per phase, action and outcome.
     pub audit: Vec<AuditCount>,
     /// Audit problems that are not counts: connection failures, query errors.
@@ -71,7 +73,37 @@ pub struct RunStatus {
     pub audit_chain: Option<crate::evidence::chain::ChainVerdict>,
 }
 
-impl RunStatus {
+impl<P> RunStatus<P> {
+    /// The same status with its probes held another way; returns the probes it held.
+    pub fn with_probes<Q>(self, probes: Q) -> (RunStatus<Q>, P) {
+        let status = RunStatus {
+            schema_version: self.schema_version,
+            tool_version: self.tool_version,
+            run_id: self.run_id,
+            template: self.template,
+            template_description: self.template_description,
+            suite: self.suite,
+            target: self.target,
+            base_url: self.base_url,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            all_ready: self.all_ready,
+            audit_ok: self.audit_ok,
+            audit_checked: self.audit_checked,
+            audit_state: self.audit_state,
+            phases: self.phases,
+            preflight: self.preflight,
+            serverinfo: self.serverinfo,
+            serverinfo_body: self.serverinfo_body,
+            probe_memos: self.probe_memos,
+            probes,
+            audit: self.audit,
+            audit_errors: self.audit_errors,
+            audit_chain: self.audit_chain,
+        };
+        (status, self.probes)
+    }
+
     /// Exit-code view: every probe Ready, and the audit trail either not configured or collected with
     /// every count exactly as expected. A failed pull is a problem, never "0 rows".
     pub fn is_ok(&self) -> bool {
@@ -97,7 +129,9 @@ impl RunStatus {
     pub fn audit_findings(&self) -> impl Iterator<Item = (&AuditCount, AuditFinding)> {
         self.audit.iter().filter_map(|c| c.finding().map(|f| (c, f)))
     }
+}
 
+impl RunStatus {
     /// Probes of one phase, in template order.
     pub fn probes_of<'a>(&'a self, phase: &'a str) -> impl Iterator<Item = &'a ProbeRecord> + 'a {
         self.probes.iter().filter(move |p| p.phase == phase)

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::evidence::spool::Excerpt;
 use crate::evidence::status::{AuditCount, AuditState, RunStatus};
 use crate::evidence::{EvidenceLayout, ProbeRecord};
 use crate::report::clock::Zone;
@@ -104,6 +105,9 @@ struct RunFacts<'a> {
     audit_checked: bool,
     /// Probes of the phases (server info excluded).
     probe_count: usize,
+    /// For a run too large to list whole: what the documents list and where the rest is; `None` when every
+    /// probe is listed.
+    excerpt: Option<String>,
     /// Of those, the Ready ones.
     ready_count: usize,
 }
@@ -251,6 +255,11 @@ fn next_actions(status: &RunStatus, items: &[OpenItem]) -> Vec<NextAction> {
 
 impl<'a> ReportContext<'a> {
     pub(crate) fn new(status: &'a RunStatus, settings: &'a ReportSettings) -> Self {
+        Self::excerpted(status, settings, None)
+    }
+
+    /// The context of a run whose `status.probes` lists only what `excerpt` says (the counts come from it).
+    pub(crate) fn excerpted(status: &'a RunStatus, settings: &'a ReportSettings, excerpt: Option<&Excerpt>) -> Self {
         let phases = status
             .phases
             .iter()
@@ -283,8 +292,9 @@ impl<'a> ReportContext<'a> {
                 all_ready: status.all_ready,
                 audit_ok: status.audit_ok,
                 audit_checked: status.audit_checked,
-                probe_count: status.probes.len(),
-                ready_count: status.probes.iter().filter(|p| p.ready).count(),
+                probe_count: excerpt.map_or(status.probes.len(), |e| e.total),
+                excerpt: excerpt.map(Excerpt::sentence_ja),
+                ready_count: excerpt.map_or_else(|| status.probes.iter().filter(|p| p.ready).count(), |e| e.ready),
             },
             serverinfo: status.serverinfo.as_ref().map(|p| probe_view(p, status, true)),
             serverinfo_body: status.serverinfo_body.as_deref(),

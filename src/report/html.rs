@@ -38,7 +38,12 @@ pub fn xml_escape(text: &str) -> String {
 /// The timings waterfall: one row per probe, offset by its start, segments DNS/connect/TLS/TTFB/transfer.
 pub fn waterfall_svg(status: &RunStatus) -> String {
     let probes: Vec<&ProbeRecord> = status.serverinfo.iter().chain(&status.probes).collect();
-    let start = probes.iter().map(|p| p.started_at).min().unwrap_or(status.started_at);
+    waterfall_of(&probes, status.started_at)
+}
+
+/// The waterfall of `probes` (a page of a large run), offset from the first start (or `started_at`).
+pub fn waterfall_of(probes: &[&ProbeRecord], started_at: chrono::DateTime<chrono::Utc>) -> String {
+    let start = probes.iter().map(|p| p.started_at).min().unwrap_or(started_at);
     let offset = |p: &ProbeRecord| (p.started_at - start).num_microseconds().unwrap_or(0) as f64 / 1000.0;
     let end = probes.iter().map(|p| offset(p) + p.timings.total_ms).fold(1.0_f64, f64::max);
     let (label_w, bar_w, row_h) = (150.0, 560.0, 22.0);
@@ -132,80 +137,33 @@ pub fn latency_chart_svg(runs: &[&RunStatus]) -> String {
 
 /// One row of the probes table.
 #[derive(Serialize)]
-struct ProbeRow<'a> {
+pub(crate) struct ProbeRow<'a> {
     /// Probe id.
-    id: &'a str,
+    pub(crate) id: &'a str,
     /// Endpoint name.
-    name: &'a str,
+    pub(crate) name: &'a str,
     /// Phase id (`serverinfo` for the server-info probe).
-    phase: &'a str,
+    pub(crate) phase: &'a str,
     /// HTTP method.
-    method: &'a str,
+    pub(crate) method: &'a str,
     /// Redacted URL.
-    url: &'a str,
+    pub(crate) url: &'a str,
     /// `200` or `000 <failure kind>`.
-    http: String,
+    pub(crate) http: String,
     /// Ready or not.
-    ready: bool,
+    pub(crate) ready: bool,
     /// What went wrong, when not Ready (Japanese).
-    problem: String,
+    pub(crate) problem: String,
     /// Negotiated TLS version and cipher.
-    tls: String,
+    pub(crate) tls: String,
     /// Total time, formatted.
-    total_ms: String,
+    pub(crate) total_ms: String,
 }
 
-/// What `report.html.tera` sees.
-#[derive(Serialize)]
-pub(crate) struct HtmlContext<'a> {
-    /// The run's status (template, target, suite, ...).
-    run: &'a RunStatus,
-    /// Start, `2025-11-19 09:30 JST`.
-    started: String,
-    /// End, same form.
-    finished: String,
-    /// The three-valued audit state with its findings.
-    audit_status: AuditSummary,
-    /// Every audit count of the run, in phase order.
-    audit: &'a [AuditCount],
-    /// Ready probes.
-    ready: usize,
-    /// Every probe, serverinfo first.
-    probes: Vec<ProbeRow<'a>>,
-    /// Distinct certificates the server presented (leaf first).
-    certificates: Vec<&'a CertFacts>,
-    /// Inline SVG (numbers and escaped labels only), inserted unescaped.
-    waterfall: String,
-    /// Inline SVG of latency across runs.
-    chart: String,
-    /// The RUN_IDs charted, oldest first.
-    chart_runs: Vec<&'a str>,
-}
-
-/// Renders the HTML page for `status`; `series` are the runs of the same template and target, oldest first
-/// (including this one), for the latency chart; times are shown in `zone`.
-pub fn render(
-    views: &crate::report::views::Views,
-    status: &RunStatus,
-    series: &[&RunStatus],
-    zone: Zone,
-) -> Result<String, crate::report::ReportError> {
-    views.render("report.html.tera", &context(status, series, zone))
-}
-
-/// The page's context (also rendered against sample runs by `templates check`).
-pub(crate) fn context<'a>(status: &'a RunStatus, series: &[&'a RunStatus], zone: Zone) -> HtmlContext<'a> {
-    let mut certificates: Vec<&CertFacts> = Vec::new();
-    for cert in status.serverinfo.iter().chain(&status.probes).flat_map(|p| &p.server_chain) {
-        if !certificates.iter().any(|c| c.sha256 == cert.sha256) {
-            certificates.push(cert);
-        }
-    }
-    let probes = status
-        .serverinfo
-        .iter()
-        .chain(&status.probes)
-        .map(|p| ProbeRow {
+impl<'a> ProbeRow<'a> {
+    /// The row of one probe.
+    pub(crate) fn of(p: &'a ProbeRecord) -> Self {
+        ProbeRow {
             id: &p.id,
             name: &p.name,
             phase: &p.phase,
@@ -216,10 +174,127 @@ pub(crate) fn context<'a>(status: &'a RunStatus, series: &[&'a RunStatus], zone:
             problem: wording::problem_ja(p),
             tls: p.tls.as_ref().map(|t| format!("{} {}", t.version, t.cipher_suite)).unwrap_or_default(),
             total_ms: format!("{:.1}", p.timings.total_ms),
-        })
-        .collect();
+        }
+    }
+}
+
+/// The run's identity as the page shows it (not its probes: a large run's would be megabytes of context).
+#[derive(Serialize)]
+pub(crate) struct RunFacts<'a> {
+    /// The RUN_ID.
+    run_id: &'a str,
+    /// Template name.
+    template: &'a str,
+    /// Target name.
+    target: &'a str,
+    /// Target base URL.
+    base_url: &'a str,
+    /// connrun version of the run.
+    tool_version: &'a str,
+    /// Suite folder.
+    suite: &'a str,
+}
+
+/// What `report.html.tera` sees.
+#[derive(Serialize)]
+pub(crate) struct HtmlContext<'a> {
+    /// The run's identity.
+    run: RunFacts<'a>,
+    /// Probes of the run, the server-info probe included.
+    probe_count: usize,
+    /// For a run of more than [`PAGE_PROBES`] probes: the detail pages, in order (then `probes` is empty and
+    /// the waterfall is on each page); empty when this page lists every probe.
+    pages: Vec<PageLink>,
+    /// What the paged page lists and where the rest is; `None` when not paged.
+    paged_note: Option<String>,
+    /// Start, `2025-11-19 09:30 JST`.
+    started: String,
+    /// End, same form.
+    finished: String,
+    /// The three-valued audit state with its findings.
+    audit_status: AuditSummary,
+    /// Every audit count of the run, in phase order.
+    audit: &'a [AuditCount],
+    /// Ready probes.
+    ready: usize,
+    /// Every probe, serverinfo first (none when paged).
+    probes: Vec<ProbeRow<'a>>,
+    /// Distinct certificates the server presented (leaf first).
+    certificates: Vec<&'a CertFacts>,
+    /// Inline SVG (numbers and escaped labels only), inserted unescaped; empty when paged.
+    waterfall: String,
+    /// Inline SVG of latency across runs.
+    chart: String,
+    /// The RUN_IDs charted, oldest first.
+    chart_runs: Vec<&'a str>,
+}
+
+/// Renders the HTML page for `status`; `series` are the runs of the same template and target, oldest first
+/// (including this one), for the latency chart; times are shown in `zone`. A run of more than
+/// [`PAGE_PROBES`] probes gets the summary page only here: see [`crate::report::html_pages`].
+pub fn render(
+    views: &crate::report::views::Views,
+    status: &RunStatus,
+    series: &[&RunStatus],
+    zone: Zone,
+) -> Result<String, crate::report::ReportError> {
+    views.render("report.html.tera", &context(status, series, zone, Vec::new()))
+}
+
+/// Most probes one HTML page lists; a larger run gets a summary page and detail pages of this many.
+pub const PAGE_PROBES: usize = 1000;
+
+/// A link from the summary page to one detail page.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageLink {
+    /// The page's file name, relative to the summary page.
+    pub href: String,
+    /// Id of the first probe on it.
+    pub first: String,
+    /// Id of the last probe on it.
+    pub last: String,
+    /// Probes on it.
+    pub count: usize,
+    /// Of those, not Ready.
+    pub not_ready: usize,
+}
+
+/// The page's context (also rendered against sample runs by `templates check`); with `pages`, the summary of
+/// a paged run: no probe rows and no waterfall, a link to each page instead.
+pub(crate) fn context<'a>(
+    status: &'a RunStatus,
+    series: &[&'a RunStatus],
+    zone: Zone,
+    pages: Vec<PageLink>,
+) -> HtmlContext<'a> {
+    let mut certificates: Vec<&CertFacts> = Vec::new();
+    for cert in status.serverinfo.iter().chain(&status.probes).flat_map(|p| &p.server_chain) {
+        if !certificates.iter().any(|c| c.sha256 == cert.sha256) {
+            certificates.push(cert);
+        }
+    }
+    let paged = !pages.is_empty();
+    let all = || status.serverinfo.iter().chain(&status.probes);
+    let probes = if paged { Vec::new() } else { all().map(ProbeRow::of).collect() };
+    let probe_count = all().count();
+    let paged_note = paged.then(|| {
+        format!(
+            "{probe_count} 件のプローブを {} ページ（1 ページ最大 {PAGE_PROBES} 件、テンプレート順）に分けて掲載。各プローブはいずれか 1 ページにだけ載る。タイミングのウォーターフォールは各ページにある。",
+            pages.len()
+        )
+    });
     HtmlContext {
-        run: status,
+        run: RunFacts {
+            run_id: &status.run_id,
+            template: &status.template,
+            target: &status.target,
+            base_url: &status.base_url,
+            tool_version: &status.tool_version,
+            suite: &status.suite,
+        },
+        probe_count,
+        pages,
+        paged_note,
         started: zone.moment(status.started_at),
         finished: zone.moment(status.finished_at),
         audit_status: AuditSummary::of(status),
@@ -227,7 +302,7 @@ pub(crate) fn context<'a>(status: &'a RunStatus, series: &[&'a RunStatus], zone:
         ready: status.probes.iter().filter(|p| p.ready).count(),
         probes,
         certificates,
-        waterfall: waterfall_svg(status),
+        waterfall: if paged { String::new() } else { waterfall_svg(status) },
         chart: latency_chart_svg(series),
         chart_runs: series.iter().map(|s| s.run_id.as_str()).collect(),
     }

@@ -37,6 +37,14 @@ pub enum ReportError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A rendered page could not be written.
+    #[error("{}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A template does not parse or render; the message includes tera's cause chain.
     #[error("template {name}: {message}")]
     Template {
@@ -182,7 +190,18 @@ impl Reports {
 
     /// What every document renders from; built once per run and shared by [`Reports::render_to`].
     pub fn context(&self, status: &RunStatus) -> Result<Context, ReportError> {
-        Context::from_serialize(ReportContext::new(status, &self.settings)).map_err(|e| tera_error("context", &e))
+        self.excerpt_context(status, None)
+    }
+
+    /// The context of a run whose `status.probes` lists only what `excerpt` says (a run too large to list
+    /// whole); every document then says so.
+    pub fn excerpt_context(
+        &self,
+        status: &RunStatus,
+        excerpt: Option<&crate::evidence::spool::Excerpt>,
+    ) -> Result<Context, ReportError> {
+        Context::from_serialize(ReportContext::excerpted(status, &self.settings, excerpt))
+            .map_err(|e| tera_error("context", &e))
     }
 
     /// Renders one document (its template file name, see [`DOCUMENTS`]) straight into `out`.

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod context;
 pub mod history;
 pub mod html;
+pub mod html_pages;
 pub mod items;
 pub mod logs;
 pub mod markdown;

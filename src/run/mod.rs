@@ -27,7 +27,8 @@ use crate::evidence::CheckResult;
 use crate::evidence::ProbeRecord;
 use crate::evidence::TOOL_VERSION;
 use crate::evidence::chain::ChainProof;
-use crate::evidence::status::{AuditCount, AuditCounts, AuditState, PhaseStatus, RunStatus, STATUS_SCHEMA_VERSION};
+use crate::evidence::spool::{Excerpt, ProbeSpool};
+use crate::evidence::status::{AuditCount, AuditState, PhaseStatus, RunStatus, STATUS_SCHEMA_VERSION};
 use crate::evidence::{EventLog, EvidenceError, EvidenceLayout, RunFolder};
 use crate::plan::target::Target;
 use crate::plan::{Plan, PlannedPhase};
@@ -38,6 +39,7 @@ use crate::redact::Redactor;
 use crate::report::{ReportError, Reports};
 use sending::Sending;
 
+mod documents;
 pub mod parity;
 pub mod preflight;
 mod sending;
@@ -77,8 +79,10 @@ pub enum RunError {
 pub struct RunOutcome {
     /// The final (sealed) run folder.
     pub dir: std::path::PathBuf,
-    /// What the run found.
+    /// What the run found; for a run too large to list whole, `status.probes` holds only what `excerpt` says.
     pub status: RunStatus,
+    /// Set when `status.probes` is not every probe (see [`Excerpt`]); `status.json` always has every one.
+    pub excerpt: Option<Excerpt>,
 }
 
 /// Everything needed to send probes for one target, built before any folder is claimed so that a bad
@@ -130,14 +134,15 @@ pub async fn execute(
         None => None,
     };
     let serverinfo_body = serverinfo.as_ref().and_then(|r| body_preview(&dir, r)).map(|b| redactor.text(&b));
-    let (phases, probes) = run_phases(plan, &sending, options.jobs, &mut audit, &progress, &log).await?;
+    let mut spool = ProbeSpool::create(&dir, plan.probes().count())?;
+    let (phases, ready) = run_phases(plan, &sending, options.jobs, &mut audit, &progress, &log, &mut spool).await?;
     progress.finish_and_clear();
 
     for (name, text) in audit.sql.files() {
         folder.write(&EvidenceLayout::audit_sql(name), redactor.text(text).as_bytes())?;
     }
     let chain = audit.prove_chain(plan, &run_id, &log).await?;
-    write_json(&folder, redactor, EvidenceLayout::AUDIT_CHAIN, &chain)?;
+    documents::write_json(&folder, redactor, EvidenceLayout::AUDIT_CHAIN, &chain)?;
     let audit_state = AuditState::derive(plan.target.audit_db_url.is_some(), &audit.errors, &audit.counts);
     let audit_ok = audit_state == AuditState::Collected && audit.counts.iter().all(|c| c.finding().is_none());
     let status = RunStatus {
@@ -151,7 +156,7 @@ pub async fn execute(
         base_url: plan.target.spec.base_url.clone(),
         started_at,
         finished_at: Utc::now(),
-        all_ready: probes.iter().all(|p| p.ready) && serverinfo.as_ref().is_none_or(|s| s.ready),
+        all_ready: ready == spool.total() && serverinfo.as_ref().is_none_or(|s| s.ready),
         audit_ok,
         audit_checked: plan.target.audit_db_url.is_some(),
         audit_state: Some(audit_state),
@@ -160,19 +165,20 @@ pub async fn execute(
         serverinfo,
         serverinfo_body,
         probe_memos: plan.phases.iter().flat_map(|p| p.memos.clone()).collect(),
-        probes,
+        probes: (),
         audit: audit.counts,
         audit_errors: audit.errors,
         audit_chain: Some(chain.verdict),
     };
-    write_documents(&folder, redactor, &status, &options.reports)?;
+    let (status, excerpt) = documents::write(&folder, redactor, status, &spool, &options.reports)?;
+    drop(spool);
     log.event(
         "run_finished",
         json!({ "ok": status.is_ok(), "all_ready": status.all_ready, "audit_ok": status.audit_ok }),
     )?;
     drop(log);
     let dir = folder.finish()?;
-    Ok(RunOutcome { dir, status })
+    Ok(RunOutcome { dir, status, excerpt })
 }
 
 /// A progress bar on stderr (hidden unless asked for) counting every probe and the server info.
@@ -249,23 +255,28 @@ impl AuditSession {
     fn settle(
         &mut self,
         phase: &PlannedPhase,
-        records: &[ProbeRecord],
+        expected: &Expected,
         (before, after): (&Round, &Round),
         redactor: &Redactor,
     ) {
         if self.db.is_some() && !phase.audit_queries.is_empty() {
-            let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
-            for record in records {
-                let poll = phase.flows.get(&record.id).and_then(|flow| flow.poll.as_ref());
-                for declared in &record.audit_expected {
-                    let each_attempt = poll.is_some_and(|p| p.audit_each_attempt.contains(declared));
-                    let rows = if each_attempt { record.attempts.unwrap_or(1) } else { 1 };
-                    *expected.entry(counting::expected_key(declared)).or_default() += u64::from(rows);
-                }
-            }
-            self.counts.extend(counting::phase_counts(&phase.id, &expected, before, after));
+            self.counts.extend(counting::phase_counts(&phase.id, expected, before, after));
         }
         self.errors.extend(before.errors.iter().chain(&after.errors).map(|e| redactor.text(e)));
+    }
+}
+
+/// Audit rows a phase's probes should have written, per (action, outcome).
+type Expected = BTreeMap<(String, String), u64>;
+
+/// Adds one finished probe's rows to its phase's expectation: one row of each action it declares, a polled
+/// probe one per attempt of those its poll names in `audit_each_attempt`.
+fn expect_rows(expected: &mut Expected, phase: &PlannedPhase, record: &ProbeRecord) {
+    let poll = phase.flows.get(&record.id).and_then(|flow| flow.poll.as_ref());
+    for declared in &record.audit_expected {
+        let each_attempt = poll.is_some_and(|p| p.audit_each_attempt.contains(declared));
+        let rows = if each_attempt { record.attempts.unwrap_or(1) } else { 1 };
+        *expected.entry(counting::expected_key(declared)).or_default() += u64::from(rows);
     }
 }
 
@@ -278,8 +289,8 @@ async fn run_preflight(plan: &Plan, log: &EventLog) -> Result<Vec<CheckResult>, 
     Ok(checks)
 }
 
-/// Runs every phase in template order: audit before, probes, audit after. Returns the phases' times and
-/// every probe's record in template order.
+/// Runs every phase in template order: audit before, probes, audit after. Every probe's record goes to the
+/// spool at its template position; returns the phases' times and how many probes were Ready.
 async fn run_phases(
     plan: &Plan,
     sending: &Sending<'_>,
@@ -287,8 +298,9 @@ async fn run_phases(
     audit: &mut AuditSession,
     progress: &ProgressBar,
     log: &EventLog,
-) -> Result<(Vec<PhaseStatus>, Vec<ProbeRecord>), RunError> {
-    let mut probes = Vec::new();
+    spool: &mut ProbeSpool,
+) -> Result<(Vec<PhaseStatus>, usize), RunError> {
+    let (mut ready, mut first) = (0, 0);
     let mut phases = Vec::new();
     let mut captured = Captured::default();
     for phase in &plan.phases {
@@ -296,106 +308,74 @@ async fn run_phases(
         log.event("phase_started", json!({ "phase": phase.id, "name": phase.name }))?;
         let before = audit.round(phase, phase_started, "before", log).await?;
         progress.set_message(format!("Phase-{} {}", phase.id, phase.name));
-        let (finished, taken) = run_probes(sending, phase, jobs, &captured, progress, log).await;
+        let spooling = Spooling { spool: &mut *spool, first, expected: Expected::new(), ready: 0 };
+        let (finished, taken) = run_probes(sending, phase, jobs, &captured, progress, log, spooling).await?;
+        (first, ready) = (first + phase.probes.len(), ready + finished.ready);
         if !taken.names().is_empty() {
             log.event("captured", json!({ "phase": phase.id, "variables": taken.names() }))?;
         }
         captured.merge(taken);
         let after = audit.round(phase, phase_started, "after", log).await?;
-        audit.settle(phase, &finished, (&before, &after), sending.redactor);
+        audit.settle(phase, &finished.expected, (&before, &after), sending.redactor);
         phases.push(PhaseStatus {
             id: phase.id.clone(),
             name: phase.name.clone(),
             started_at: phase_started,
             finished_at: Utc::now(),
         });
-        probes.extend(finished);
         log.event("phase_finished", json!({ "phase": phase.id }))?;
     }
-    Ok((phases, probes))
+    Ok((phases, ready))
 }
 
-/// Writes everything derived from the status: status.json, preflight.json, audit/counts.json, the HAR,
-/// junit.xml and the rendered Markdown. Each is serialised straight into its file through the redactor, so
-/// no document is held in memory whole.
-fn write_documents(
-    folder: &RunFolder,
-    redactor: &Redactor,
-    status: &RunStatus,
-    reports: &Reports,
-) -> Result<(), RunError> {
-    write_json(folder, redactor, EvidenceLayout::STATUS, status)?;
-    write_json(folder, redactor, EvidenceLayout::PREFLIGHT, &status.preflight)?;
-    let counts = AuditCounts {
-        schema_version: STATUS_SCHEMA_VERSION,
-        run_id: status.run_id.clone(),
-        state: status.audit_state(),
-        errors: status.audit_errors.clone(),
-        counts: status.audit.clone(),
-    };
-    write_json(folder, redactor, EvidenceLayout::AUDIT_COUNTS, &counts)?;
-    let mut har = folder.create_redacted(EvidenceLayout::HAR, redactor)?;
-    crate::evidence::har::write(&mut har, &status.run_id, status.serverinfo.iter().chain(&status.probes))
-        .map_err(|e| har.error(e.into()))?;
-    har.finish()?;
-    let mut junit = folder.create_redacted(EvidenceLayout::JUNIT, redactor)?;
-    crate::evidence::junit::write(&mut junit, status).map_err(|e| junit.error(e))?;
-    junit.finish()?;
-    let context = reports.context(status)?;
-    for (name, path, _) in crate::report::DOCUMENTS {
-        let mut file = folder.create_redacted(path, redactor)?;
-        reports.render_to(name, &context, &mut file)?;
-        file.finish()?;
-    }
-    Ok(())
+/// Where a phase's finished records go, and what is kept of them in memory.
+struct Spooling<'s> {
+    /// The run's spool.
+    spool: &'s mut ProbeSpool,
+    /// Template position of the phase's first probe.
+    first: usize,
+    /// The audit rows the phase's probes should have written.
+    expected: Expected,
+    /// How many of the phase's probes were Ready.
+    ready: usize,
 }
 
-/// Runs a phase's probes, at most `jobs` at a time, and returns their records in template order and the
-/// values they captured (usable from the next phase on).
-async fn run_probes(
+/// Runs a phase's probes, at most `jobs` at a time, spooling each record at its template position as it
+/// finishes (only the counts stay in memory); returns those counts and the values the probes captured, merged
+/// in template order (usable from the next phase on). A record that cannot be spooled stops the run.
+async fn run_probes<'s>(
     sending: &Sending<'_>,
     phase: &PlannedPhase,
     jobs: usize,
     captured: &Captured,
     progress: &ProgressBar,
     log: &EventLog,
-) -> (Vec<ProbeRecord>, Captured) {
-    let mut finished: Vec<(usize, ProbeRecord, Captured)> = futures::stream::iter(phase.probes.iter().enumerate())
+    mut spooling: Spooling<'s>,
+) -> Result<(Spooling<'s>, Captured), RunError> {
+    let mut finished = futures::stream::iter(phase.probes.iter().enumerate())
         .map(|(index, spec)| async move {
             let (record, taken) = sending.probe(spec, phase.flows.get(&spec.id), captured).await;
             (index, record, taken)
         })
-        .buffer_unordered(jobs.max(1))
-        .inspect(|(_, record, _)| {
-            progress.inc(1);
-            // A log line that cannot be written must not lose the probe's result; the evidence files remain.
-            let _ = log.event("probe_finished", probe_event(record));
-        })
-        .collect()
-        .await;
-    finished.sort_by_key(|(index, _, _)| *index);
+        .buffer_unordered(jobs.max(1));
+    let mut captures: Vec<(usize, Captured)> = Vec::new();
+    while let Some((index, record, taken)) = finished.next().await {
+        progress.inc(1);
+        // A log line that cannot be written must not lose the probe's result; the evidence files remain.
+        let _ = log.event("probe_finished", probe_event(&record));
+        expect_rows(&mut spooling.expected, phase, &record);
+        spooling.ready += usize::from(record.ready);
+        spooling.spool.push(spooling.first + index, &record, sending.redactor)?;
+        if !taken.names().is_empty() {
+            captures.push((index, taken));
+        }
+    }
+    captures.sort_by_key(|(index, _)| *index);
     let mut taken = Captured::default();
-    let records = finished
-        .into_iter()
-        .map(|(_, record, captured)| {
-            taken.merge(captured);
-            record
-        })
-        .collect();
-    (records, taken)
-}
-
-/// Serialises `value` as pretty JSON into `path`, redacting on the way.
-fn write_json(
-    folder: &RunFolder,
-    redactor: &Redactor,
-    path: &str,
-    value: &impl serde::Serialize,
-) -> Result<(), RunError> {
-    let mut file = folder.create_redacted(path, redactor)?;
-    serde_json::to_writer_pretty(&mut file, value).map_err(|e| file.error(e.into()))?;
-    file.finish()?;
-    Ok(())
+    for (_, captured) in captures {
+        taken.merge(captured);
+    }
+    Ok((spooling, taken))
 }
 
 fn probe_event(record: &ProbeRecord) -> serde_json::Value {

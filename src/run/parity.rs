@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::compare::parity::{ParityReport, ParitySettings, Side, compare, side_dir};
+use crate::evidence::limits::DOCUMENT_PROBES;
 use crate::evidence::runid::RunId;
 use crate::evidence::{self, EvidenceError, EvidenceLayout, RunFolder};
 use crate::plan::Plan;
@@ -38,6 +39,20 @@ pub enum ParityError {
     /// The Markdown could not be rendered.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// The template has more probes than a parity run compares: the sides are compared from their records in
+    /// memory, which a run keeps whole only up to `DOCUMENT_PROBES`.
+    #[error(
+        "template {template}: {probes} probes; a parity run compares at most {max} (split the template, or compare \
+         two ordinary runs with `connrun diff`)"
+    )]
+    TooManyProbes {
+        /// The template.
+        template: String,
+        /// Its probes.
+        probes: usize,
+        /// The bound.
+        max: usize,
+    },
 }
 
 /// Everything a parity run needs.
@@ -78,6 +93,11 @@ pub async fn run(request: &ParityRequest<'_>, views: &Views) -> Result<(PathBuf,
     let template = request.template;
     let label = format!("{}Parity", template.label);
     let today = request.date;
+    let probes = template.phases.iter().map(|p| p.probes.len()).sum::<usize>();
+    if probes > DOCUMENT_PROBES {
+        let (template, max) = (template.name.clone(), DOCUMENT_PROBES);
+        return Err(ParityError::TooManyProbes { template, probes, max });
+    }
     let provisional = RunId::label(today, &label, 1)?;
     let mut prepared = Vec::new();
     for target in request.targets {

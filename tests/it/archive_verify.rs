@@ -93,16 +93,15 @@ fn manifest_listing(files: &[(&str, u64, &str)]) -> Vec<u8> {
 fn an_archive_with_an_oversized_manifest_is_refused_naming_the_bound() {
     let dir = tempfile::tempdir().expect("temp dir");
     let archive = dir.path().join("big.tar.gz");
-    write_archive(&archive, &[("20251119TaZ1/manifest.json", (32 << 20) + 1, b" ")]);
+    let bound = connrun::evidence::limits::MANIFEST_FILE.max_bytes;
+    write_archive(&archive, &[("20251119TaZ1/manifest.json", bound + 1, b" ")]);
 
     let output = connrun(dir.path(), &["verify", archive.to_str().expect("utf-8")]);
 
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(
-        text(&output).contains("big.tar.gz: manifest.json: more than 33554432 bytes is over the limit of 32 MiB"),
-        "{}",
-        text(&output)
-    );
+    let refusal =
+        format!("big.tar.gz: manifest.json: more than {bound} bytes is over the limit of {} MiB", bound >> 20);
+    assert!(text(&output).contains(&refusal), "{}", text(&output));
 }
 
 #[test]

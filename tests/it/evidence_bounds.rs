@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use connrun::compare::runindex;
+use connrun::evidence::limits::{MANIFEST_FILE, MAX_MANIFEST_ENTRIES, STATUS_FILE};
 use connrun::evidence::{self, EvidenceError, Mismatch};
 
 /// A file of `size` bytes that occupies no space (nothing is written).
@@ -27,25 +28,25 @@ fn corrupt_message(dir: &Path) -> String {
 #[test]
 fn an_oversized_manifest_in_a_run_folder_is_refused_naming_the_file_and_the_bound() {
     let run = tempfile::tempdir().expect("temp dir");
-    sparse(&run.path().join("manifest.json"), (32 << 20) + 1);
+    let size = MANIFEST_FILE.max_bytes + 1;
+    sparse(&run.path().join("manifest.json"), size);
 
     let message = corrupt_message(run.path());
 
-    assert!(
-        message.contains("manifest.json: 33554433 bytes is over the limit of 32 MiB for manifest.json"),
-        "{message}"
-    );
+    let bound = format!("manifest.json: {size} bytes is over the limit of {} MiB for manifest.json", size >> 20);
+    assert!(message.contains(&bound), "{message}");
 }
 
 #[test]
 fn a_manifest_listing_more_files_than_the_maximum_is_refused() {
     let run = tempfile::tempdir().expect("temp dir");
-    let files: Vec<(String, u64)> = (0..100_001).map(|i| (format!("f{i}"), 0)).collect();
+    let files: Vec<(String, u64)> = (0..=MAX_MANIFEST_ENTRIES).map(|i| (format!("f{i}"), 0)).collect();
     std::fs::write(run.path().join("manifest.json"), manifest_listing(&files)).expect("write");
 
     let message = corrupt_message(run.path());
 
-    assert!(message.contains("files: 100001 entries; a manifest lists at most 100000 files"), "{message}");
+    let bound = format!("files: {} entries; a manifest lists at most {MAX_MANIFEST_ENTRIES} files", files.len());
+    assert!(message.contains(&bound), "{message}");
 }
 
 #[test]
@@ -82,12 +83,14 @@ fn a_file_larger_than_listed_is_changed_without_being_read() {
 #[test]
 fn an_oversized_status_json_is_refused_naming_the_file_and_the_bound() {
     let run = tempfile::tempdir().expect("temp dir");
-    sparse(&run.path().join("status.json"), (64 << 20) + 1);
+    let size = STATUS_FILE.max_bytes + 1;
+    sparse(&run.path().join("status.json"), size);
 
     let message = match runindex::read_status(run.path()) {
         Err(error @ runindex::RunIndexError::Corrupt { .. }) => error.to_string(),
         other => panic!("expected a refusal of status.json, got {other:?}"),
     };
 
-    assert!(message.contains("status.json: 67108865 bytes is over the limit of 64 MiB for status.json"), "{message}");
+    let bound = format!("status.json: {size} bytes is over the limit of {} MiB for status.json", size >> 20);
+    assert!(message.contains(&bound), "{message}");
 }

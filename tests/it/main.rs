@@ -40,6 +40,7 @@ mod report_markdown;
 mod report_snapshots;
 mod report_timezone;
 mod runid_allocation;
+mod scale_runs;
 mod template_check;
 mod template_plan;
 mod template_targets;

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use connrun::evidence::limits::{MAX_PROBES, TEMPLATE_FILE};
 use connrun::plan::template::{Template, TemplateError};
 
 /// Writes `template.toml` (and optional extra files) into a fresh template folder.
@@ -223,8 +224,8 @@ fn too_many_phases_probes_headers_and_variables_are_refused() {
         format!("schema_version = 1\nname = \"t\"\nlabel = \"t\"\n\n[variables]\n{variables}\n[headers]\n{headers}");
     for i in 0..65 {
         toml.push_str(&phase(i));
-        let probes = if i == 0 { 1001 } else { 1 };
-        (0..probes).for_each(|j| toml.push_str(&probe(i * 10_000 + j)));
+        let probes = if i == 0 { MAX_PROBES + 1 } else { 1 };
+        (0..probes).for_each(|j| toml.push_str(&probe(i * 1_000_000 + j)));
     }
     let dir = template_dir(&toml, &[]);
 
@@ -233,8 +234,8 @@ fn too_many_phases_probes_headers_and_variables_are_refused() {
     assert!(line_naming(&message, "variables").contains("257 variables; at most 256"), "{message}");
     assert!(line_naming(&message, "headers").contains("65 headers; at most 64"), "{message}");
     assert!(line_naming(&message, "phases").contains("65 phases; at most 64"), "{message}");
-    let probes = line_naming(&message, "phases[P0].probes[p1000]");
-    assert!(probes.contains("more than 1000 probes"), "{message}");
+    let probes = line_naming(&message, &format!("phases[P0].probes[p{MAX_PROBES}]"));
+    assert!(probes.contains(&format!("more than {MAX_PROBES} probes")), "{message}");
 }
 
 #[test]
@@ -281,7 +282,7 @@ fn oversized_sql_body_and_template_files_are_refused_by_name() {
     body.set_len((64 << 20) + 1).expect("grow body file");
     let oversized = template_dir("", &[]);
     let file = std::fs::OpenOptions::new().write(true).open(oversized.path().join("template.toml")).expect("open");
-    file.set_len((1 << 20) + 1).expect("grow template");
+    file.set_len(TEMPLATE_FILE.max_bytes + 1).expect("grow template");
 
     let message = error_text(dir.path());
     let whole_file = error_text(oversized.path());
@@ -293,7 +294,9 @@ fn oversized_sql_body_and_template_files_are_refused_by_name() {
         body.contains("big.json") && body.contains("over the limit of 64 MiB for a request body file"),
         "{message}"
     );
-    assert!(whole_file.contains("template.toml: 1048577 bytes is over the limit of 1 MiB"), "{whole_file}");
+    let bound = TEMPLATE_FILE.max_bytes;
+    let refusal = format!("template.toml: {} bytes is over the limit of {} MiB", bound + 1, bound >> 20);
+    assert!(whole_file.contains(&refusal), "{whole_file}");
 }
 
 #[test]
