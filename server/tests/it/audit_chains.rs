@@ -8,9 +8,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditchain::checkpoint::{SignedCheckpoint, SigningKey};
+use auditchain::checkpoint::SigningKey;
 use phr_server::config::audit::{ChainPolicy, CheckpointConfig, CheckpointDest};
 
+use crate::audit_checkpoints::newest_checkpoint_covering;
 use crate::support::{self, Backend, Options, PASSWORD, TestServer, USER};
 
 /// Checkpoints after every commit into `dir`.
@@ -47,22 +48,6 @@ async fn chain_of(server: &TestServer, trace: &str) -> String {
     rows[0].chain_id.clone()
 }
 
-/// Waits until the ops listener serves a checkpoint of `chain` covering `last_id`.
-async fn checkpoint_of(server: &TestServer, chain: &str, last_id: i64) -> SignedCheckpoint {
-    let url = format!("{}/audit/checkpoint?chain={chain}", server.ops_base);
-    for _ in 0..400 {
-        let response = reqwest::get(&url).await.unwrap();
-        if response.status() == 200 {
-            let signed: SignedCheckpoint = response.json().await.unwrap();
-            if signed.checkpoint.last_id >= last_id {
-                return signed;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no checkpoint of chain {chain} covering row {last_id} within 20 s");
-}
-
 #[tokio::test]
 async fn each_facility_appends_to_a_chain_of_its_own_and_each_is_signed_and_verified() {
     for db in support::backends().await {
@@ -93,9 +78,9 @@ async fn each_facility_appends_to_a_chain_of_its_own_and_each_is_signed_and_veri
         // Each chain is signed on its own, and counts its own rows only.
         let shared = &server;
         let last = |trace: &'static str| async move { shared.audit_rows(trace).await[0].id };
-        let f1 = checkpoint_of(shared, "F001", last("ch-f1-1").await).await;
-        let f2 = checkpoint_of(shared, "F002", last("ch-f2-1").await).await;
-        let main = checkpoint_of(shared, "main", last("ch-claimed").await).await;
+        let f1 = newest_checkpoint_covering(shared, "F001", last("ch-f1-1").await).await;
+        let f2 = newest_checkpoint_covering(shared, "F002", last("ch-f2-1").await).await;
+        let main = newest_checkpoint_covering(shared, "main", last("ch-claimed").await).await;
         assert_eq!((f1.checkpoint.rows, f2.checkpoint.rows, main.checkpoint.rows), (2, 2, 1), "{:?}", server.backend);
         // The operator's command follows every chain.
         let url = server.app.config.database_url.clone();

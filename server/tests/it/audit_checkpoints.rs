@@ -48,10 +48,10 @@ fn verify(server_url: &str, dir: &Path, public_key: &Path) -> (Option<i32>, Stri
     )
 }
 
-/// Waits until the ops listener serves a checkpoint of the head (`last_id`) of the default caller's chain (its
-/// facility's): the task writes it after the commit, off the append path.
-async fn newest_checkpoint_covering(server: &TestServer, last_id: i64) -> SignedCheckpoint {
-    let url = format!("{}/audit/checkpoint?chain={}", server.ops_base, support::FACILITY);
+/// Waits until the ops listener serves a checkpoint of `chain` covering row `last_id`: the task writes it
+/// after the commit, off the append path.
+pub(crate) async fn newest_checkpoint_covering(server: &TestServer, chain: &str, last_id: i64) -> SignedCheckpoint {
+    let url = format!("{}/audit/checkpoint?chain={chain}", server.ops_base);
     for _ in 0..400 {
         let response = reqwest::get(&url).await.unwrap();
         if response.status() == 200 {
@@ -62,7 +62,7 @@ async fn newest_checkpoint_covering(server: &TestServer, last_id: i64) -> Signed
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no checkpoint of row {last_id} was served within 20 s");
+    panic!("no checkpoint of chain {chain} covering row {last_id} was served within 20 s");
 }
 
 /// The rows from index `from` on, re-sealed so the chain holds in itself: what an intruder with the owner's
@@ -98,7 +98,8 @@ async fn checkpoints_expose_a_rehashed_chain_a_cut_tail_deleted_rows_and_a_forge
         }
         let snapshot = read_rows(&server).await;
         let last = snapshot.last().unwrap().clone();
-        let served = newest_checkpoint_covering(&server, last.id).await;
+        // The default caller's rows are in its facility's chain.
+        let served = newest_checkpoint_covering(&server, support::FACILITY, last.id).await;
         let url = server.app.config.database_url.clone();
         let head_file = served.checkpoint.file_name();
 
