@@ -170,11 +170,6 @@ impl AuditLog {
         Self { db, clock, chains: chains::Chains::new(policy, lane_per_chain), signal: Arc::default() }
     }
 
-    /// The chain the rows of a caller authenticated for `facility` join (`None`: nobody authenticated).
-    pub fn chain_of(&self, facility: Option<&str>) -> String {
-        self.chains.chain_of(facility)
-    }
-
     /// What the checkpoint task listens to.
     pub fn append_signal(&self) -> Arc<checkpoint::AppendSignal> {
         self.signal.clone()

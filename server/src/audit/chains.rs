@@ -62,6 +62,10 @@ impl Chains {
         let key = if self.lane_per_chain { chain } else { "" };
         // A poisoned map only means another thread panicked while inserting: the map itself is intact.
         let mut lanes = self.lanes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Every append asks; only a lane's first use allocates its key.
+        if let Some(lane) = lanes.get(key) {
+            return lane.clone();
+        }
         lanes.entry(key.to_owned()).or_default().clone()
     }
 }

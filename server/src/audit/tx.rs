@@ -87,11 +87,6 @@ impl AuditTx {
         Ok(Self { _serialised: serialised, chain, tx, clock, appended: 0, signal })
     }
 
-    /// The chain this transaction's rows join.
-    pub fn chain(&self) -> &str {
-        &self.chain
-    }
-
     /// The transaction, for the call's data change.
     pub fn db(&mut self) -> &mut DbTx {
         &mut self.tx

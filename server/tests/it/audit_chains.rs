@@ -3,29 +3,15 @@
 //! verify --checkpoints` follows every chain, and on PostgreSQL a chain held by another process holds up
 //! that chain only. `PHR_AUDIT_CHAINS=single` keeps every row in `main`.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use auditchain::checkpoint::SigningKey;
-use phr_server::config::audit::{ChainPolicy, CheckpointConfig, CheckpointDest};
+use phr_server::config::audit::ChainPolicy;
 
-use crate::audit_checkpoints::newest_checkpoint_covering;
+use crate::audit_checkpoints::{newest_checkpoint_covering, options as signed_options};
 use crate::support::{self, Backend, Options, PASSWORD, TestServer, USER};
-
-/// Checkpoints after every commit into `dir`.
-fn signed_options(key: &Arc<SigningKey>, dir: &Path) -> Options {
-    Options {
-        audit_checkpoints: Some(CheckpointConfig {
-            key: key.clone(),
-            dest: CheckpointDest::Dir(dir.to_owned()),
-            every_rows: 1,
-            every: Duration::from_secs(3600),
-        }),
-        ..Options::default()
-    }
-}
 
 /// GET `path` as `ops` of `facility` with `password`, traced.
 async fn call_as(server: &TestServer, facility: &str, password: &str, path: &str, trace: &str) -> u16 {

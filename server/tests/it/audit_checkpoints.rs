@@ -20,7 +20,7 @@ use crate::support::{self, Options, TestServer};
 const CALLS: usize = 5;
 
 /// Checkpoints after every commit, into `dir`, signed with `key`.
-fn options(key: &Arc<SigningKey>, dir: &Path) -> Options {
+pub(crate) fn options(key: &Arc<SigningKey>, dir: &Path) -> Options {
     Options {
         audit_checkpoints: Some(CheckpointConfig {
             key: key.clone(),
