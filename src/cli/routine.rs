@@ -18,6 +18,7 @@ use crate::compare::diff::{DiffOptions, RunDiff};
 use crate::compare::runindex::{self, LoadedRun};
 use crate::evidence::status::RunStatus;
 use crate::report::append::{Anchor, AppendOutcome, EntryKind};
+use crate::report::html::RunLatency;
 use crate::report::views::Views;
 
 fn views(global: &GlobalArgs) -> Result<Views, CliError> {
@@ -34,13 +35,25 @@ fn load(global: &GlobalArgs, run: &str) -> Result<LoadedRun, CliError> {
     Ok(runindex::load_verified(&global.artifacts, run)?)
 }
 
+/// Two runs loaded side by side, each on a thread of its own: a load is a check of the folder against its
+/// manifest and a parse of its `status.json`, so two take about the time of one on two cores. The first
+/// run's error is reported when both fail, as when they were loaded in turn.
+fn load_pair(global: &GlobalArgs, a: &str, b: &str) -> Result<(LoadedRun, LoadedRun), CliError> {
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| load(global, a));
+        let second = load(global, b);
+        let first = first.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((first?, second?))
+    })
+}
+
 /// How many earlier runs of the same template and target measure the latency noise for `diff`.
 const NOISE_RUNS: usize = 10;
 
 /// `connrun diff`.
 pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> Result<Verdict, CliError> {
     let (before, after) = match (&args.run_a, &args.run_b) {
-        (Some(a), Some(b)) if !args.latest => (load(global, a)?, load(global, b)?),
+        (Some(a), Some(b)) if !args.latest => load_pair(global, a, b)?,
         _ => runindex::latest_pair(&global.artifacts, args.template.as_deref())?,
     };
     if !args.allow_mismatch {
@@ -54,9 +67,9 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> Result<Verdict, CliError> {
     let shown = |run: &LoadedRun| crate::cli::output::absolute(&run.dir).display().to_string();
     let kind = (after.status.template.as_str(), after.status.target.as_str());
     let found = runindex::runs_of(&global.artifacts, kind, before.status.started_at, &[&before.dir, &after.dir])?;
-    let earlier = held_or_read(&found, &[&before, &after]);
-    let earlier: Vec<&RunStatus> = earlier.into_iter().filter(|s| s.run_id != after.status.run_id).collect();
-    let noise = crate::compare::diff::NoiseFloor::from_runs(&earlier[earlier.len().saturating_sub(NOISE_RUNS)..]);
+    let mut noise = crate::compare::diff::NoiseAccumulator::default();
+    visit_newest(&found, &[&before, &after], &after.status.run_id, NOISE_RUNS, |run| noise.add(run));
+    let noise = noise.finish();
     let diff = RunDiff::with_noise((&before.status, shown(&before)), (&after.status, shown(&after)), options, &noise);
     let text = views(global)?.render("diff.md.tera", &diff)?;
     emit(global, &serde_json::to_value(&diff).unwrap_or_default(), &text)?;
@@ -202,12 +215,12 @@ fn report_html(global: &GlobalArgs, run_id: &str, output: Option<&Path>) -> Resu
     let run = load(global, run_id)?;
     let kind = (run.status.template.as_str(), run.status.target.as_str());
     let found = runindex::runs_of(&global.artifacts, kind, run.status.started_at, &[&run.dir])?;
-    let mut series: Vec<&RunStatus> =
-        held_or_read(&found, &[&run]).into_iter().filter(|s| s.run_id != run.status.run_id).collect();
-    series.push(&run.status);
-    let keep = series.len().saturating_sub(20);
+    let mut series = Vec::with_capacity(CHART_RUNS);
+    visit_newest(&found, &[&run], &run.status.run_id, CHART_RUNS - 1, |earlier| series.push(RunLatency::of(earlier)));
+    series.reverse();
+    series.push(RunLatency::of(&run.status));
     let output = output.map_or_else(|| default_html(&run), Path::to_path_buf);
-    let written = crate::report::html_pages::write(&views(global)?, &run.status, &series[keep..], global.tz, &output)?;
+    let written = crate::report::html_pages::write(&views(global)?, &run.status, &series, global.tz, &output)?;
     let pages = &written[1..];
     let text = match pages.len() {
         0 => format!("{}\n", output.display()),
@@ -217,15 +230,40 @@ fn report_html(global: &GlobalArgs, run_id: &str, output: Option<&Path>) -> Resu
     Ok(Verdict::Ok)
 }
 
-/// The statuses of runs found by [`runindex::runs_of`], the caller's own (`held`) taken from memory.
-fn held_or_read<'a>(found: &'a [runindex::Found], held: &[&'a LoadedRun]) -> Vec<&'a RunStatus> {
-    found
-        .iter()
-        .map(|run| match run {
+/// Runs the latency chart of `report html` shows, this one included.
+const CHART_RUNS: usize = 20;
+
+/// Hands `visit` the statuses of the newest `count` runs of `found` (newest first) other than `exclude`: the
+/// caller's own (`held`) from memory, every other one read and dropped in turn, so a look back over large
+/// runs holds one of them at a time. A run whose status cannot be read is left out, as `history` leaves it.
+fn visit_newest(
+    found: &[runindex::Found],
+    held: &[&LoadedRun],
+    exclude: &str,
+    count: usize,
+    mut visit: impl FnMut(&RunStatus),
+) {
+    let mut visited = 0;
+    for run in found.iter().rev() {
+        if visited == count {
+            break;
+        }
+        let read;
+        let status = match run {
             runindex::Found::Held(index) => &held[*index].status,
-            runindex::Found::Read(loaded) => &loaded.status,
-        })
-        .collect()
+            runindex::Found::Other(dir) => match runindex::read_status(dir) {
+                Ok(status) => {
+                    read = status;
+                    &read
+                }
+                Err(_) => continue,
+            },
+        };
+        if status.run_id != exclude {
+            visit(status);
+            visited += 1;
+        }
+    }
 }
 
 /// `<suite folder>/<RUN_ID>.html` next to the run; for a side of a parity run `<RUN_ID>-<target>.html` next to

@@ -1,8 +1,9 @@
 //! Finding finished runs under `artifacts/` and reading their `status.json` back, verified.
 //!
 //! Every command that looks back at runs (diff, history, reports, archive) starts here, so that none of them
-//! ever reads evidence that was changed after it was sealed: [`load_verified`] re-hashes the run folder
-//! against `manifest.json` first and refuses a tampered run, naming the file. Only sealed folders (no leading
+//! ever reads evidence that was changed after it was sealed: [`load_verified`] checks the run folder against
+//! `manifest.json` first (the file it reads re-hashed, every other file by the stat recorded at the seal or
+//! re-hashed) and refuses a tampered or incomplete run, naming the file. Only sealed folders (no leading
 //! dot, a manifest present) count as runs; reservations and crashed runs are skipped.
 //!
 //! The tool makes two kinds of sealed folder under one RUN_ID: an ordinary run (`status.json` at the top) and
@@ -131,9 +132,12 @@ pub fn parity_targets(dir: &Path) -> Option<Vec<String>> {
     Some(found)
 }
 
-/// Re-hashes a sealed folder against its manifest; `run_id` names it in the error.
-fn check_seal(dir: &Path, run_id: String) -> Result<(), RunIndexError> {
-    match evidence::verify_dir(dir)?.first_mismatch {
+/// Checks a sealed folder before `reads` (paths inside it) are read ([`evidence::check_before_reading`]):
+/// those re-hashed against the manifest, every other listed file unchanged since the seal by its stat or by
+/// a re-hash; `run_id` names the run in the error. A changed, missing or cut-short file anywhere refuses the
+/// run, so neither tampered nor partial evidence is ever compared or reported.
+fn check_seal(dir: &Path, run_id: String, reads: &[&str]) -> Result<(), RunIndexError> {
+    match evidence::check_before_reading(dir, reads)?.first_mismatch {
         Some(mismatch) => Err(RunIndexError::Tampered { run_id, dir: dir.to_owned(), mismatch }),
         None => Ok(()),
     }
@@ -148,7 +152,7 @@ pub fn load_verified_dir(dir: &Path) -> Result<LoadedRun, RunIndexError> {
     match dir.parent().filter(|parent| parity_targets(parent).is_some()) {
         Some(parity) => load_side(parity, &folder_name(parity), &folder_name(dir)),
         None => {
-            check_seal(dir, folder_name(dir))?;
+            check_seal(dir, folder_name(dir), &[EvidenceLayout::STATUS])?;
             Ok(LoadedRun { dir: dir.to_owned(), status: read_status(dir)?, parity: None })
         }
     }
@@ -156,7 +160,8 @@ pub fn load_verified_dir(dir: &Path) -> Result<LoadedRun, RunIndexError> {
 
 /// One side of a parity run, verified through the parity run's seal.
 fn load_side(parity: &Path, parity_id: &str, target: &str) -> Result<LoadedRun, RunIndexError> {
-    check_seal(parity, parity_id.to_owned())?;
+    let read = format!("{target}/{}", EvidenceLayout::STATUS);
+    check_seal(parity, parity_id.to_owned(), &[read.as_str()])?;
     let dir = side_dir(parity, target);
     let mut status = read_status(&dir)?;
     status.run_id = format!("{parity_id}/{target}");
@@ -249,9 +254,10 @@ pub fn all_runs(artifacts: &Path) -> Result<(Vec<LoadedRun>, Vec<RunIndexError>)
 }
 
 /// The finished runs of `template` against `target` that started no later than `until`, oldest first, as
-/// [`all_runs`] lists them; a run whose folder is in `held` (runs the caller has loaded already) is not read
-/// again but returned as [`Found::Held`] with its index in `held`. Only the first fields of each other run's
-/// `status.json` are read to choose (not its probes), so a folder of large runs is cheap to search.
+/// [`all_runs`] lists them; a run whose folder is in `held` (runs the caller has loaded already) is returned
+/// as [`Found::Held`] with its index in `held`. Only the first fields of each `status.json` are read to
+/// choose, and no run's probes: the caller reads the few it needs one at a time ([`read_status`]), so a
+/// folder of many large runs costs neither time nor memory here.
 pub fn runs_of(
     artifacts: &Path,
     (template, target): (&str, &str),
@@ -265,11 +271,9 @@ pub fn runs_of(
             continue;
         }
         let key = (head.started_at, head.run_id);
-        if let Some(index) = held.iter().position(|h| *h == dir.as_path()) {
-            found.push((key, Found::Held(index)));
-        } else if let Ok(status) = read_status(&dir) {
-            // A run that cannot be read is left out, as all_runs leaves it out.
-            found.push((key, Found::Read(Box::new(LoadedRun { dir, status, parity: None }))));
+        match held.iter().position(|h| *h == dir.as_path()) {
+            Some(index) => found.push((key, Found::Held(index))),
+            None => found.push((key, Found::Other(dir))),
         }
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
@@ -281,8 +285,9 @@ pub fn runs_of(
 pub enum Found {
     /// The caller's own run, by its index in `held`.
     Held(usize),
-    /// Another run, read (boxed: a status is large beside an index).
-    Read(Box<LoadedRun>),
+    /// Another run's folder, not read yet (not re-hashed either: like [`all_runs`], a look back over earlier
+    /// runs stays cheap).
+    Other(PathBuf),
 }
 
 /// The newest run and the run before it with the same template and target (both verified), for
@@ -309,5 +314,10 @@ pub fn latest_pair(artifacts: &Path, template: Option<&str>) -> Result<(LoadedRu
                 newest.status.run_id, newest.status.template, newest.status.target
             ))
         })?;
-    Ok((load_verified_dir(&previous.dir)?, load_verified_dir(&newest.dir)?))
+    // Side by side, as `connrun diff A B` loads its two runs.
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| load_verified_dir(&previous.dir));
+        let second = load_verified_dir(&newest.dir);
+        Ok((first.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?, second?))
+    })
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::ser::{Error as _, SerializeSeq};
 
 use super::runid::RunId;
+use super::seal_stat::{SEAL_STAT_FILE, StatWriter};
 use super::{EvidenceError, MANIFEST_FILE, MANIFEST_SCHEMA_VERSION, ManifestEntry, io_at};
 
 /// Read size when hashing files.
@@ -87,11 +88,13 @@ fn walk_sorted(
     Ok(())
 }
 
-/// Hashes every file under `dir` and writes `manifest.json` (overwriting any previous one), entry by entry.
-/// Returns how many files it lists.
+/// Hashes every file under `dir` and writes `manifest.json` (overwriting any previous one), entry by entry,
+/// and beside it `manifest.stat`, each file's stat as it was hashed (`seal_stat.rs`). Returns how many files
+/// it lists.
 pub fn write_manifest(dir: &Path, run_id: &RunId) -> Result<usize, EvidenceError> {
     let path = dir.join(MANIFEST_FILE);
-    let files = Files { dir, failure: RefCell::new(None), listed: RefCell::new(0) };
+    let stat = StatWriter::create(dir)?;
+    let files = Files { dir, stat: RefCell::new(stat), failure: RefCell::new(None), listed: RefCell::new(0) };
     let manifest = StreamedManifest { schema_version: MANIFEST_SCHEMA_VERSION, run_id: run_id.to_string(), files };
     let mut out = BufWriter::with_capacity(HASH_BUFFER, File::create(&path).map_err(io_at(&path))?);
     let written = serde_json::to_writer_pretty(&mut out, &manifest);
@@ -100,6 +103,11 @@ pub fn write_manifest(dir: &Path, run_id: &RunId) -> Result<usize, EvidenceError
     }
     written.map_err(|e| EvidenceError::Io { path: path.clone(), source: io::Error::from(e) })?;
     out.flush().map_err(io_at(&path))?;
+    drop(out);
+    if let Some(stat) = manifest.files.stat.into_inner() {
+        let (_, manifest_sha256) = sha256_file(&path, &mut vec![0u8; HASH_BUFFER], u64::MAX)?;
+        stat.finish(dir, &manifest_sha256)?;
+    }
     Ok(manifest.files.listed.into_inner())
 }
 
@@ -118,6 +126,8 @@ struct StreamedManifest<'a> {
 struct Files<'a> {
     /// The run folder.
     dir: &'a Path,
+    /// Where each file's stat is recorded as it is hashed (None where the platform has no ctime).
+    stat: RefCell<Option<StatWriter>>,
     /// The error that stopped the walk, reported whole by [`write_manifest`].
     failure: RefCell<Option<EvidenceError>>,
     /// Entries written.
@@ -130,10 +140,15 @@ impl Serialize for Files<'_> {
         let mut buffer = vec![0u8; HASH_BUFFER];
         let mut written: Result<(), S::Error> = Ok(());
         let walked = walk_sorted(self.dir, "", &mut |path| {
-            if path == MANIFEST_FILE || written.is_err() {
+            if path == MANIFEST_FILE || path == SEAL_STAT_FILE || written.is_err() {
                 return Ok(());
             }
-            let (size, sha256) = sha256_file(&self.dir.join(&path), &mut buffer, u64::MAX)?;
+            let full = self.dir.join(&path);
+            let file = File::open(&full).map_err(io_at(&full))?;
+            if let Some(stat) = self.stat.borrow_mut().as_mut() {
+                stat.record(self.dir, &file.metadata().map_err(io_at(&full))?)?;
+            }
+            let (size, sha256) = sha256_open(file, &full, &mut buffer, u64::MAX)?;
             written = seq.serialize_element(&ManifestEntry { path, size, sha256 });
             *self.listed.borrow_mut() += 1;
             Ok(())

@@ -25,9 +25,10 @@ pub use event_log::EventLog;
 pub use layout::EvidenceLayout;
 pub use manifest_read::{parse_manifest, read_manifest};
 pub use manifest_write::write_manifest;
-use manifest_write::{HASH_BUFFER, list_files, sha256_open};
 pub use record::{CertFacts, CheckResult, FailedAttempt, Outcome, ProbeRecord, ProxyFacts, Timings, TlsFacts};
 pub use redacted::RedactedFile;
+pub use seal::{ReadCheck, VerifyReport, check_before_reading, verify_dir};
+pub use seal_stat::SEAL_STAT_FILE;
 
 /// The version of connrun, recorded in every run (`status.json`, `run.toml`, the HAR's creator).
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -44,6 +45,8 @@ mod manifest_write;
 pub mod record;
 mod redacted;
 pub mod runid;
+mod seal;
+mod seal_stat;
 pub mod spool;
 pub mod status;
 pub mod text;
@@ -342,77 +345,6 @@ impl std::fmt::Display for Mismatch {
             Mismatch::Unlisted { path } => write!(f, "{path}: not listed in manifest.json"),
         }
     }
-}
-
-/// Result of `verify`.
-#[derive(Debug, Clone, Serialize)]
-pub struct VerifyReport {
-    /// The sealed run folder.
-    pub dir: PathBuf,
-    /// Files listed in the manifest.
-    pub files_listed: usize,
-    /// The first difference, if any.
-    pub first_mismatch: Option<Mismatch>,
-}
-
-/// Re-hashes a sealed run folder against its manifest.
-pub fn verify_dir(dir: &Path) -> Result<VerifyReport, EvidenceError> {
-    let manifest = read_manifest(&dir.join(MANIFEST_FILE))?;
-    let mut present = Vec::new();
-    list_files(dir, dir, &mut present)?;
-    present.retain(|p| p != MANIFEST_FILE);
-    let mut first_mismatch = first_difference(dir, &manifest.files)?;
-    if first_mismatch.is_none() {
-        present.sort();
-        let listed: std::collections::BTreeSet<&str> = manifest.files.iter().map(|e| e.path.as_str()).collect();
-        first_mismatch =
-            present.into_iter().find(|p| !listed.contains(p.as_str())).map(|path| Mismatch::Unlisted { path });
-    }
-    Ok(VerifyReport { dir: dir.to_owned(), files_listed: manifest.files.len(), first_mismatch })
-}
-
-/// The first listed file that is missing or differs, checked on every core: the entries are cut into one
-/// stretch of consecutive entries per thread, each stops at its first difference, and the earliest stretch's
-/// answer wins, so the result is the one a check in manifest order gives. (A 10,000-probe run has 60,000
-/// files; opening them, not hashing them, is most of the time.)
-fn first_difference(dir: &Path, entries: &[ManifestEntry]) -> Result<Option<Mismatch>, EvidenceError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-    let stretch = entries.len().div_ceil(threads).max(1);
-    let answers: Vec<Result<Option<Mismatch>, EvidenceError>> = std::thread::scope(|scope| {
-        let checks: Vec<_> =
-            entries.chunks(stretch).map(|part| scope.spawn(move || check_in_order(dir, part))).collect();
-        checks.into_iter().map(|check| check.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-    });
-    for answer in answers {
-        if let Some(mismatch) = answer? {
-            return Ok(Some(mismatch));
-        }
-    }
-    Ok(None)
-}
-
-/// The first of `entries` that is missing or differs: each file opened once, its size taken from the open
-/// file, and a file of another size is changed without being read (it may be far larger than listed).
-fn check_in_order(dir: &Path, entries: &[ManifestEntry]) -> Result<Option<Mismatch>, EvidenceError> {
-    let mut buffer = vec![0u8; HASH_BUFFER];
-    for entry in entries {
-        let path = dir.join(&entry.path);
-        let opened = File::open(&path).ok().and_then(|file| file.metadata().ok().map(|meta| (file, meta)));
-        let Some((file, meta)) = opened.filter(|(_, meta)| meta.is_file()) else {
-            return Ok(Some(Mismatch::Missing { path: entry.path.clone() }));
-        };
-        let actual = if meta.len() == entry.size {
-            let (size, sha256) = sha256_open(file, &path, &mut buffer, entry.size.saturating_add(1))?;
-            (size != entry.size || sha256 != entry.sha256).then(|| format!("{size} bytes sha256:{sha256}"))
-        } else {
-            Some(format!("{} bytes", meta.len()))
-        };
-        if let Some(actual) = actual {
-            let expected = format!("{} bytes sha256:{}", entry.size, entry.sha256);
-            return Ok(Some(Mismatch::Changed { path: entry.path.clone(), expected, actual }));
-        }
-    }
-    Ok(None)
 }
 
 /// Finds a sealed run by RUN_ID and verifies it; an unfinished run is refused, never treated as sealed.

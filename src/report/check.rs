@@ -143,7 +143,10 @@ impl Samples {
                 Context::from_serialize(logs::weekly(&runs, zone.date(after.started_at), None, zone))
             }
             "status_row.md.tera" => Context::from_serialize(logs::status_row(after, Some(before), "@Codex", zone)),
-            "report.html.tera" => Context::from_serialize(html::context(after, &[before, after], zone, Vec::new())),
+            "report.html.tera" => {
+                let series = [html::RunLatency::of(before), html::RunLatency::of(after)];
+                Context::from_serialize(html::context(after, &series, zone, Vec::new()))
+            }
             "history.html.tera" => {
                 let runs = [before, after].map(|status| LoadedRun {
                     dir: std::path::PathBuf::new(),

@@ -90,9 +90,26 @@ pub fn waterfall_of(probes: &[&ProbeRecord], started_at: chrono::DateTime<chrono
     svg
 }
 
+/// What the latency chart shows of one run: its RUN_ID and the mean of each request phase over its probes.
+/// Earlier runs are read one at a time and reduced to this, so a chart of 20 large runs holds 20 of these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunLatency {
+    /// The run.
+    pub run_id: String,
+    /// Mean milliseconds of each of [`REQUEST_PHASES`].
+    pub phase_ms: [f64; 5],
+}
+
+impl RunLatency {
+    /// The chart's point of `status`.
+    pub fn of(status: &RunStatus) -> Self {
+        Self { run_id: status.run_id.clone(), phase_ms: mean_phase_latency(status) }
+    }
+}
+
 /// Mean latency of each request phase across runs (oldest first), one polyline per phase.
-pub fn latency_chart_svg(runs: &[&RunStatus]) -> String {
-    let series: Vec<[f64; 5]> = runs.iter().map(|s| mean_phase_latency(s)).collect();
+pub fn latency_chart_svg(runs: &[RunLatency]) -> String {
+    let series: Vec<[f64; 5]> = runs.iter().map(|s| s.phase_ms).collect();
     let max = series.iter().flat_map(|s| s.iter().copied()).fold(1.0_f64, f64::max);
     let (w, h, left, bottom) = (640.0, 220.0, 50.0, 30.0);
     let step = if series.len() > 1 { (w - left - 20.0) / (series.len() - 1) as f64 } else { 0.0 };
@@ -235,7 +252,7 @@ pub(crate) struct HtmlContext<'a> {
 pub fn render(
     views: &crate::report::views::Views,
     status: &RunStatus,
-    series: &[&RunStatus],
+    series: &[RunLatency],
     zone: Zone,
 ) -> Result<String, crate::report::ReportError> {
     views.render("report.html.tera", &context(status, series, zone, Vec::new()))
@@ -263,7 +280,7 @@ pub struct PageLink {
 /// a paged run: no probe rows and no waterfall, a link to each page instead.
 pub(crate) fn context<'a>(
     status: &'a RunStatus,
-    series: &[&'a RunStatus],
+    series: &'a [RunLatency],
     zone: Zone,
     pages: Vec<PageLink>,
 ) -> HtmlContext<'a> {

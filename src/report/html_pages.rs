@@ -14,7 +14,7 @@ use crate::evidence::ProbeRecord;
 use crate::evidence::status::RunStatus;
 use crate::report::ReportError;
 use crate::report::clock::Zone;
-use crate::report::html::{self, PAGE_PROBES, PageLink, ProbeRow, xml_escape};
+use crate::report::html::{self, PAGE_PROBES, PageLink, ProbeRow, RunLatency, xml_escape};
 use crate::report::views::Views;
 
 /// The page at `output` and, for a run of more than [`PAGE_PROBES`] probes, its detail pages beside it.
@@ -22,7 +22,7 @@ use crate::report::views::Views;
 pub fn write(
     views: &Views,
     status: &RunStatus,
-    series: &[&RunStatus],
+    series: &[RunLatency],
     zone: Zone,
     output: &Path,
 ) -> Result<Vec<PathBuf>, ReportError> {
@@ -162,7 +162,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let output = dir.path().join("R.html");
         let views = Views::load(None).expect("views");
-        let written = write(&views, &status, &[&status], Zone::default(), &output).expect("write");
+        let written = write(&views, &status, &[RunLatency::of(&status)], Zone::default(), &output).expect("write");
 
         let names: Vec<String> =
             written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
@@ -188,7 +188,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let output = dir.path().join("R.html");
         let views = Views::load(None).expect("views");
-        let written = write(&views, &status, &[&status], Zone::default(), &output).expect("write");
+        let written = write(&views, &status, &[RunLatency::of(&status)], Zone::default(), &output).expect("write");
         assert_eq!(written, std::slice::from_ref(&output));
         let page = std::fs::read_to_string(&output).expect("page");
         assert!(page.contains("PHR-06") && page.contains("PHR-07") && page.contains("id=\"waterfall\""));

@@ -75,7 +75,13 @@ mod tests {
         let weekly = crate::report::logs::weekly(&[], chrono::NaiveDate::MIN, None, zone);
         views.render("weekly.md.tera", &weekly).expect("weekly renders");
         views.render("history.md.tera", &serde_json::json!({ "rows": [] })).expect("history renders");
-        let html = crate::report::html::render(&views, &after, &[&before, &after], zone).expect("html renders");
+        let html = crate::report::html::render(
+            &views,
+            &after,
+            &[crate::report::html::RunLatency::of(&before), crate::report::html::RunLatency::of(&after)],
+            zone,
+        )
+        .expect("html renders");
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
     }
 }

@@ -173,7 +173,13 @@ fn the_html_report_shows_the_audit_state_counts_and_findings_in_japanese() {
     let views = connrun::report::views::Views::load(None).expect("views");
     let status = sample_status();
 
-    let html = connrun::report::html::render(&views, &status, &[&status], Default::default()).expect("html");
+    let html = connrun::report::html::render(
+        &views,
+        &status,
+        &[connrun::report::html::RunLatency::of(&status)],
+        Default::default(),
+    )
+    .expect("html");
 
     for needle in [
         "<h2>監査（d_audit_event）: 採取済み</h2>",

@@ -200,22 +200,45 @@ pub struct NoiseFloor {
 impl NoiseFloor {
     /// The spread of every probe timing over `runs` (a spread needs at least two runs answering the probe).
     pub fn from_runs(runs: &[&RunStatus]) -> NoiseFloor {
-        let mut seen: BTreeMap<String, (f64, f64, usize)> = BTreeMap::new();
+        let mut noise = NoiseAccumulator::default();
         for run in runs {
-            for probe in run.probes.iter().filter(|p| p.http_status.is_some()) {
-                for (name, value) in timing_fields(&probe.timings) {
-                    let slot = seen.entry(format!("{} {name}", probe.id)).or_insert((f64::MAX, f64::MIN, 0));
-                    *slot = (slot.0.min(value), slot.1.max(value), slot.2 + 1);
-                }
-            }
+            noise.add(run);
         }
-        let spread_ms =
-            seen.into_iter().filter(|(_, (_, _, n))| *n >= 2).map(|(k, (lo, hi, _))| (k, hi - lo)).collect();
-        NoiseFloor { runs: runs.len(), spread_ms }
+        noise.finish()
     }
 
     fn of(&self, probe: &str, timing: &str) -> f64 {
         self.spread_ms.get(&format!("{probe} {timing}")).copied().unwrap_or(0.0)
+    }
+}
+
+/// A [`NoiseFloor`] measured one run at a time, so the earlier runs need not be held together: each adds
+/// its probes' timings to the lowest and highest seen, and is dropped.
+#[derive(Debug, Default)]
+pub struct NoiseAccumulator {
+    /// Runs added.
+    runs: usize,
+    /// Lowest and highest value, and how many runs answered, per `"<probe> <timing>"`.
+    seen: BTreeMap<String, (f64, f64, usize)>,
+}
+
+impl NoiseAccumulator {
+    /// Adds one run's answered probes.
+    pub fn add(&mut self, run: &RunStatus) {
+        self.runs += 1;
+        for probe in run.probes.iter().filter(|p| p.http_status.is_some()) {
+            for (name, value) in timing_fields(&probe.timings) {
+                let slot = self.seen.entry(format!("{} {name}", probe.id)).or_insert((f64::MAX, f64::MIN, 0));
+                *slot = (slot.0.min(value), slot.1.max(value), slot.2 + 1);
+            }
+        }
+    }
+
+    /// The spreads of the timings at least two runs answered.
+    pub fn finish(self) -> NoiseFloor {
+        let spread_ms =
+            self.seen.into_iter().filter(|(_, (_, _, n))| *n >= 2).map(|(k, (lo, hi, _))| (k, hi - lo)).collect();
+        NoiseFloor { runs: self.runs, spread_ms }
     }
 }
 
