@@ -23,6 +23,7 @@ use super::{AuditError, AuditEvent, sealed_row};
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::dbtx::DbTx;
+use auditchain::seal::StoredRow;
 
 /// The chain of rows without an authenticated facility, and of every row under `PHR_AUDIT_CHAINS=single`
 /// (`chains.rs` decides which chain a row joins).
@@ -48,12 +49,18 @@ const SQLITE_NEXT_ID_SQL: &str = "SELECT COALESCE(MAX(v), 0) + 1 FROM (SELECT MA
 const INSERT_COLUMNS: &str = "INSERT INTO d_audit_event (id, chain_id, hash_version, event_time, actor_id, \
      actor_display_name, actor_role, action, outcome, resource, patient_id, request_id, trace_id, ip_address, \
      user_agent, run_id, payload, payload_hash, previous_hash, event_hash) VALUES ";
+/// PostgreSQL's insert: the rows as 20 arrays, one per column, in one statement whatever their number, so
+/// every batch runs the one statement the connection prepared once, with 20 binds (a `VALUES` list is a
+/// statement per batch size, parsed and planned with 20 binds a row).
+const PG_INSERT_SQL: &str = "INSERT INTO d_audit_event (id, chain_id, hash_version, event_time, actor_id, \
+     actor_display_name, actor_role, action, outcome, resource, patient_id, request_id, trace_id, ip_address, \
+     user_agent, run_id, payload, payload_hash, previous_hash, event_hash) SELECT * FROM UNNEST($1::int8[], \
+     $2::text[], $3::int4[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+     $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], \
+     $18::text[], $19::text[], $20::text[])";
 /// Binds per row.
 const COLUMNS_PER_ROW: usize = 20;
-/// Rows per INSERT statement (PostgreSQL allows 65535 binds, SQLite 32766). A batch is one INSERT up to
-/// here: sqlx 0.9.1 sets `TCP_NODELAY` again, so a statement that rustls writes as several TLS records no
-/// longer waits 40 ms for PostgreSQL's delayed ACK (0.9.0 did not, and batches were cut into ~12 KiB
-/// statements to avoid that).
+/// Rows per SQLite INSERT statement (SQLite allows 32766 binds).
 const ROWS_PER_INSERT: usize = 256;
 const _: () = assert!(ROWS_PER_INSERT * COLUMNS_PER_ROW <= 32_766);
 /// The chain lock plus one database transaction; rows appended in it commit with whatever else it changed.
@@ -186,37 +193,75 @@ pub(super) async fn append_rows(
         previous_hash = row.event_hash.clone();
         rows.push(row);
     }
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let sql = insert_sql(chunk.len());
-        crate::with_tx!(tx, |conn| {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-            for row in chunk {
-                query = query
-                    .bind(row.id)
-                    .bind(&row.chain_id)
-                    .bind(row.hash_version)
-                    .bind(row.event_time)
-                    .bind(&row.actor_id)
-                    .bind(&row.actor_display_name)
-                    .bind(&row.actor_role)
-                    .bind(&row.action)
-                    .bind(&row.outcome)
-                    .bind(&row.resource)
-                    .bind(&row.patient_id)
-                    .bind(&row.request_id)
-                    .bind(&row.trace_id)
-                    .bind(&row.ip_address)
-                    .bind(&row.user_agent)
-                    .bind(&row.run_id)
-                    .bind(&row.payload)
-                    .bind(&row.payload_hash)
-                    .bind(&row.previous_hash)
-                    .bind(&row.event_hash);
-            }
-            query.execute(&mut *conn).await.map(|done| done.rows_affected())
-        })?;
+    match tx {
+        DbTx::Postgres(tx) => insert_postgres(tx, &rows).await?,
+        DbTx::Sqlite(tx) => insert_sqlite(tx, &rows).await?,
     }
     Ok(ids)
+}
+
+/// The rows in one statement of column arrays ([`PG_INSERT_SQL`]).
+async fn insert_postgres(conn: &mut sqlx::PgConnection, rows: &[StoredRow]) -> Result<(), sqlx::Error> {
+    fn column<'a, T>(rows: &'a [StoredRow], value: impl Fn(&'a StoredRow) -> T) -> Vec<T> {
+        rows.iter().map(value).collect()
+    }
+    sqlx::query(PG_INSERT_SQL)
+        .bind(column(rows, |r| r.id))
+        .bind(column(rows, |r| r.chain_id.as_str()))
+        .bind(column(rows, |r| r.hash_version))
+        .bind(column(rows, |r| r.event_time))
+        .bind(column(rows, |r| r.actor_id.as_deref()))
+        .bind(column(rows, |r| r.actor_display_name.as_deref()))
+        .bind(column(rows, |r| r.actor_role.as_deref()))
+        .bind(column(rows, |r| r.action.as_str()))
+        .bind(column(rows, |r| r.outcome.as_str()))
+        .bind(column(rows, |r| r.resource.as_deref()))
+        .bind(column(rows, |r| r.patient_id.as_deref()))
+        .bind(column(rows, |r| r.request_id.as_deref()))
+        .bind(column(rows, |r| r.trace_id.as_deref()))
+        .bind(column(rows, |r| r.ip_address.as_deref()))
+        .bind(column(rows, |r| r.user_agent.as_deref()))
+        .bind(column(rows, |r| r.run_id.as_deref()))
+        .bind(column(rows, |r| r.payload.as_deref()))
+        .bind(column(rows, |r| r.payload_hash.as_str()))
+        .bind(column(rows, |r| r.previous_hash.as_deref()))
+        .bind(column(rows, |r| r.event_hash.as_str()))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The rows in `VALUES` lists of up to [`ROWS_PER_INSERT`] rows (SQLite has no arrays to bind).
+async fn insert_sqlite(conn: &mut sqlx::SqliteConnection, rows: &[StoredRow]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = insert_sql(chunk.len());
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for row in chunk {
+            query = query
+                .bind(row.id)
+                .bind(&row.chain_id)
+                .bind(row.hash_version)
+                .bind(row.event_time)
+                .bind(&row.actor_id)
+                .bind(&row.actor_display_name)
+                .bind(&row.actor_role)
+                .bind(&row.action)
+                .bind(&row.outcome)
+                .bind(&row.resource)
+                .bind(&row.patient_id)
+                .bind(&row.request_id)
+                .bind(&row.trace_id)
+                .bind(&row.ip_address)
+                .bind(&row.user_agent)
+                .bind(&row.run_id)
+                .bind(&row.payload)
+                .bind(&row.payload_hash)
+                .bind(&row.previous_hash)
+                .bind(&row.event_hash);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// `INSERT … VALUES ($1, …, $20), ($21, …)` for `rows` rows.
