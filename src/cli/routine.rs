@@ -2,8 +2,9 @@
 //! trends page), `report html|daily|weekly|status-row`, `archive`, and `verify <ARCHIVE>`.
 //!
 //! Their clap arguments are in [`crate::cli::args`] with every other command's. Inputs are always sealed runs,
-//! re-hashed against their manifests first ([`crate::compare::runindex`]), so a report is never produced from
-//! evidence that changed after the run. Every kind of run the tool makes is accepted or refused with a
+//! checked against their manifests first ([`crate::compare::runindex`]: `status.json` re-hashed, every other
+//! listed file by the stat recorded at the seal or re-hashed), so a report is never produced from evidence
+//! that changed after the run. Every kind of run the tool makes is accepted or refused with a
 //! sentence: `diff` and `report` take one side of a parity run as `<RUN_ID>/<target>`, `archive` packs a
 //! parity run whole.
 

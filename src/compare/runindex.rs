@@ -293,31 +293,36 @@ pub enum Found {
 /// The newest run and the run before it with the same template and target (both verified), for
 /// `connrun diff --latest`. With `template`, the newest run of that template is used.
 pub fn latest_pair(artifacts: &Path, template: Option<&str>) -> Result<(LoadedRun, LoadedRun), RunIndexError> {
-    let (runs, _) = all_runs(artifacts)?;
-    let newest = runs
+    // Chosen by the first fields of each status.json: the two runs chosen are then checked and read whole.
+    let mut runs: Vec<(statusread::Head, PathBuf)> = finished_run_dirs(artifacts)?
+        .into_iter()
+        .filter_map(|dir| statusread::read_head(&dir.join(EvidenceLayout::STATUS)).map(|head| (head, dir)))
+        .collect();
+    runs.sort_by(|a, b| (a.0.started_at, &a.0.run_id).cmp(&(b.0.started_at, &b.0.run_id)));
+    let (newest, newest_dir) = runs
         .iter()
         .rev()
-        .find(|r| template.is_none_or(|t| r.status.template == t))
+        .find(|(head, _)| template.is_none_or(|t| head.template == t))
         .ok_or_else(|| RunIndexError::NoSuchRun(format!("no finished run under {}", artifacts.display())))?;
-    let previous = runs
+    let (_, previous_dir) = runs
         .iter()
         .rev()
-        .find(|r| {
-            r.dir != newest.dir
-                && r.status.started_at <= newest.status.started_at
-                && r.status.template == newest.status.template
-                && r.status.target == newest.status.target
+        .find(|(head, dir)| {
+            dir != newest_dir
+                && head.started_at <= newest.started_at
+                && head.template == newest.template
+                && head.target == newest.target
         })
         .ok_or_else(|| {
             RunIndexError::NoSuchRun(format!(
                 "{} is the only run of template {} against target {}; nothing to compare with",
-                newest.status.run_id, newest.status.template, newest.status.target
+                newest.run_id, newest.template, newest.target
             ))
         })?;
     // Side by side, as `connrun diff A B` loads its two runs.
     std::thread::scope(|scope| {
-        let first = scope.spawn(|| load_verified_dir(&previous.dir));
-        let second = load_verified_dir(&newest.dir);
+        let first = scope.spawn(|| load_verified_dir(previous_dir));
+        let second = load_verified_dir(newest_dir);
         Ok((first.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?, second?))
     })
 }

@@ -17,8 +17,10 @@ impl EvidenceLayout {
     pub const STATUS: &'static str = "status.json";
     /// The preflight checks' results.
     pub const PREFLIGHT: &'static str = "preflight.json";
-    /// Size and SHA-256 of every other file; written last.
+    /// Size and SHA-256 of every other file but [`Self::SEAL_STAT`]; written last but for that file's last line.
     pub const MANIFEST: &'static str = "manifest.json";
+    /// Each file's stat as it was hashed at the seal (`seal_stat.rs`): a cache beside the manifest, not in it.
+    pub const SEAL_STAT: &'static str = "manifest.stat";
     /// Which template a reserved (not yet run) RUN_ID was reserved for.
     pub const RESERVATION: &'static str = "reservation.json";
     /// Taken with `create_new` when a run starts, so a RUN_ID runs at most once.

@@ -118,7 +118,7 @@ struct StreamedManifest<'a> {
     schema_version: u32,
     /// The RUN_ID the files belong to.
     run_id: String,
-    /// Every file except the manifest, sorted by path.
+    /// Every file except the manifest and `manifest.stat`, sorted by path.
     files: Files<'a>,
 }
 

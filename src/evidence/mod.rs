@@ -1,8 +1,8 @@
 //! The run folder on disk (HARNESS.md §4): reserved, written while temporary, sealed, verified.
 //!
 //! A run lives in `artifacts/<suite>/.<RUN_ID>.partial/` from `connrun new` until it is complete; only then is
-//! `manifest.json` (size and SHA-256 of every other file) written and the folder renamed to
-//! `artifacts/<suite>/<RUN_ID>/`. So a folder without the leading dot is always a finished, sealed run, and a
+//! `manifest.json` (size and SHA-256 of every other file but the stat cache `manifest.stat`) written and the
+//! folder renamed to `artifacts/<suite>/<RUN_ID>/`. So a folder without the leading dot is always a finished, sealed run, and a
 //! crashed run never looks finished. A `.started` marker, created with `create_new`, makes sure a RUN_ID is run
 //! at most once. `verify` re-hashes a sealed run and reports the first file that differs.
 //!
@@ -306,7 +306,7 @@ pub struct Manifest {
     pub schema_version: u32,
     /// The RUN_ID the files belong to.
     pub run_id: String,
-    /// Every file except the manifest, sorted by path.
+    /// Every file except the manifest and `manifest.stat`, sorted by path.
     pub files: Vec<ManifestEntry>,
 }
 

@@ -78,23 +78,30 @@ type Check<'a> = dyn Fn(usize, &[ManifestEntry]) -> Result<Option<Mismatch>, Evi
 fn check_in_order(dir: &Path, entries: &[ManifestEntry]) -> Result<Option<Mismatch>, EvidenceError> {
     let mut buffer = vec![0u8; HASH_BUFFER];
     for entry in entries {
-        let path = dir.join(&entry.path);
-        let opened = File::open(&path).ok().and_then(|file| file.metadata().ok().map(|meta| (file, meta)));
-        let Some((file, meta)) = opened.filter(|(_, meta)| meta.is_file()) else {
-            return Ok(Some(Mismatch::Missing { path: entry.path.clone() }));
-        };
-        let actual = if meta.len() == entry.size {
-            let (size, sha256) = sha256_open(file, &path, &mut buffer, entry.size.saturating_add(1))?;
-            (size != entry.size || sha256 != entry.sha256).then(|| format!("{size} bytes sha256:{sha256}"))
-        } else {
-            Some(format!("{} bytes", meta.len()))
-        };
-        if let Some(actual) = actual {
-            let expected = format!("{} bytes sha256:{}", entry.size, entry.sha256);
-            return Ok(Some(Mismatch::Changed { path: entry.path.clone(), expected, actual }));
+        if let Some(mismatch) = check_one(dir, entry, &mut buffer)? {
+            return Ok(Some(mismatch));
         }
     }
     Ok(None)
+}
+
+/// Whether one listed file is missing or differs, read through `buffer` (reused across files).
+fn check_one(dir: &Path, entry: &ManifestEntry, buffer: &mut [u8]) -> Result<Option<Mismatch>, EvidenceError> {
+    let path = dir.join(&entry.path);
+    let opened = File::open(&path).ok().and_then(|file| file.metadata().ok().map(|meta| (file, meta)));
+    let Some((file, meta)) = opened.filter(|(_, meta)| meta.is_file()) else {
+        return Ok(Some(Mismatch::Missing { path: entry.path.clone() }));
+    };
+    let actual = if meta.len() == entry.size {
+        let (size, sha256) = sha256_open(file, &path, buffer, entry.size.saturating_add(1))?;
+        (size != entry.size || sha256 != entry.sha256).then(|| format!("{size} bytes sha256:{sha256}"))
+    } else {
+        Some(format!("{} bytes", meta.len()))
+    };
+    Ok(actual.map(|actual| {
+        let expected = format!("{} bytes sha256:{}", entry.size, entry.sha256);
+        Mismatch::Changed { path: entry.path.clone(), expected, actual }
+    }))
 }
 
 /// What [`check_before_reading`] found.
@@ -132,19 +139,20 @@ pub fn check_before_reading(dir: &Path, reads: &[&str]) -> Result<ReadCheck, Evi
     }
     let stamps = Stamps::read(dir, &manifest_sha256, files_listed);
     let first_mismatch = first_difference(&manifest.files, &|start, part| {
+        let mut buffer = vec![0u8; HASH_BUFFER];
         for (offset, entry) in part.iter().enumerate() {
             let index = start + offset;
             if read_indices.contains(&index) {
                 continue;
             }
-            let meta = std::fs::metadata(dir.join(&entry.path));
-            if let (Some(stamps), Ok(meta)) = (&stamps, &meta)
-                && stamps.unchanged(index, meta)
-            {
+            let unchanged = stamps.as_ref().is_some_and(|stamps| {
+                std::fs::metadata(dir.join(&entry.path)).is_ok_and(|meta| stamps.unchanged(index, &meta))
+            });
+            if unchanged {
                 continue;
             }
             rehashed.fetch_add(1, Ordering::Relaxed);
-            if let Some(mismatch) = check_in_order(dir, std::slice::from_ref(entry))? {
+            if let Some(mismatch) = check_one(dir, entry, &mut buffer)? {
                 return Ok(Some(mismatch));
             }
         }

@@ -3,16 +3,19 @@
 //!
 //! It is git's index applied to a run: beside each manifest entry, the file's inode, size, modification time
 //! and change time (ctime) as they were when the file was opened to be hashed. Any write to a file, and any
-//! `touch`, `chmod` or replacement, sets its ctime to the file system's clock, which no user-space call can set
-//! back; so a file whose four values are still the recorded ones still holds the bytes that were hashed.
+//! `touch`, `chmod` or replacement, sets its ctime to the file system's clock, which no unprivileged call can
+//! set back; so a file whose four values are still the recorded ones holds, as far as a `stat` can tell, the
+//! bytes that were hashed.
 //! Anything else is re-hashed against the manifest: a different value, a file copied elsewhere (new inodes),
 //! a stat file missing, cut short, or written for another manifest (it ends with the manifest's SHA-256).
 //!
 //! The one race is the file system's clock granularity: a file changed in the same clock tick as it was
 //! hashed keeps its ctime. So the stat file records the file system's own time when sealing began (the
-//! mtime of the stat file, created first), and a file whose recorded ctime is not older than that is never
-//! trusted from its stat: it is re-hashed at every read. The file is a cache and proves nothing by itself;
-//! it is not listed in the manifest, and whoever can rewrite it could rewrite the manifest too.
+//! mtime of the stat file, created first), and a file whose recorded ctime or mtime is not older than that is
+//! never trusted from its stat: it is re-hashed at every read. The file is a cache and proves nothing by
+//! itself; it is not listed in the manifest, and whoever can rewrite it could rewrite the manifest too. Like
+//! git's index it cannot see what a `stat` cannot (a clock stepped back by root, writes through a shared
+//! memory map, timestamps lost in a crash): the full proof is `connrun verify`, which re-hashes every file.
 //!
 //! Format (text, one line per manifest entry, in manifest order):
 //! `connrun-seal-stat 1 <racy_from_ns>` / `<ino> <size> <mtime_ns> <ctime_ns>` … / `end <entries> <sha256>`.
@@ -24,7 +27,7 @@ use std::path::Path;
 use super::{EvidenceError, io_at};
 
 /// The stat file's name inside the run folder (beside `manifest.json`; not listed in it).
-pub const SEAL_STAT_FILE: &str = "manifest.stat";
+pub const SEAL_STAT_FILE: &str = super::EvidenceLayout::SEAL_STAT;
 /// The first word of the stat file, with its format version.
 const MAGIC: &str = "connrun-seal-stat 1";
 /// Bytes one entry line takes at most (four decimal numbers), for the bound on reading the file back.
@@ -141,6 +144,8 @@ impl Stamps {
     /// Whether entry `index`'s file is, by its metadata now, unchanged since it was hashed at the seal.
     pub(super) fn unchanged(&self, index: usize, now: &Metadata) -> bool {
         let Some(recorded) = self.stamps.get(index) else { return false };
-        recorded.ctime_ns < self.racy_from_ns && Stamp::of(now).is_some_and(|now| now == *recorded)
+        // The later of the two times: where ctime is not a change time (some file systems), mtime still moves.
+        recorded.ctime_ns.max(recorded.mtime_ns) < self.racy_from_ns
+            && Stamp::of(now).is_some_and(|now| now == *recorded)
     }
 }
