@@ -236,7 +236,8 @@ const CHART_RUNS: usize = 20;
 
 /// Hands `visit` the statuses of the newest `count` runs of `found` (newest first) other than `exclude`: the
 /// caller's own (`held`) from memory, every other one read and dropped in turn, so a look back over large
-/// runs holds one of them at a time. A run whose status cannot be read is left out, as `history` leaves it.
+/// runs holds one of them at a time. A run whose `status.json` changed after its seal, or cannot be read, is
+/// left out with a line on standard error naming it and why.
 fn visit_newest(
     found: &[runindex::Found],
     held: &[&LoadedRun],
@@ -252,12 +253,15 @@ fn visit_newest(
         let read;
         let status = match run {
             runindex::Found::Held(index) => &held[*index].status,
-            runindex::Found::Other(dir) => match runindex::read_status(dir) {
+            runindex::Found::Other(dir) => match runindex::read_sealed_status(dir) {
                 Ok(status) => {
                     read = status;
                     &read
                 }
-                Err(_) => continue,
+                Err(error) => {
+                    eprintln!("connrun: an earlier run was left out of the comparison: {error}");
+                    continue;
+                }
             },
         };
         if status.run_id != exclude {

@@ -143,6 +143,15 @@ fn check_seal(dir: &Path, run_id: String, reads: &[&str]) -> Result<(), RunIndex
     }
 }
 
+/// An earlier run's status for a look back (diff's noise floor, report's chart): its `status.json` re-hashed
+/// against the manifest first, nothing else of the run, so a changed status is refused, never counted.
+pub fn read_sealed_status(dir: &Path) -> Result<RunStatus, RunIndexError> {
+    if let Some(mismatch) = evidence::check_read_files(dir, &[EvidenceLayout::STATUS])? {
+        return Err(RunIndexError::Tampered { run_id: folder_name(dir), dir: dir.to_owned(), mismatch });
+    }
+    read_status(dir)
+}
+
 /// Verifies a sealed folder against its manifest, then reads its status. A parity run folder is refused with a
 /// sentence naming its sides; a side's folder is verified through the parity run's seal.
 pub fn load_verified_dir(dir: &Path) -> Result<LoadedRun, RunIndexError> {
@@ -285,8 +294,7 @@ pub fn runs_of(
 pub enum Found {
     /// The caller's own run, by its index in `held`.
     Held(usize),
-    /// Another run's folder, not read yet (not re-hashed either: like [`all_runs`], a look back over earlier
-    /// runs stays cheap).
+    /// Another run's folder, not read yet: read it with [`read_sealed_status`].
     Other(PathBuf),
 }
 

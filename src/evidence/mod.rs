@@ -27,7 +27,7 @@ pub use manifest_read::{parse_manifest, read_manifest};
 pub use manifest_write::write_manifest;
 pub use record::{CertFacts, CheckResult, FailedAttempt, Outcome, ProbeRecord, ProxyFacts, Timings, TlsFacts};
 pub use redacted::RedactedFile;
-pub use seal::{ReadCheck, VerifyReport, check_before_reading, verify_dir};
+pub use seal::{ReadCheck, VerifyReport, check_before_reading, check_read_files, verify_dir};
 pub use seal_stat::SEAL_STAT_FILE;
 
 /// The version of connrun, recorded in every run (`status.json`, `run.toml`, the HAR's creator).

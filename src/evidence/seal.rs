@@ -123,20 +123,11 @@ pub struct ReadCheck {
 pub fn check_before_reading(dir: &Path, reads: &[&str]) -> Result<ReadCheck, EvidenceError> {
     let (manifest, manifest_sha256) = read_manifest_and_digest(&dir.join(MANIFEST_FILE))?;
     let files_listed = manifest.files.len();
-    let rehashed = AtomicUsize::new(0);
-    let mut read_indices = Vec::with_capacity(reads.len());
-    for read in reads {
-        // Searched, not bisected: the manifest is written sorted, but an edited one need not be.
-        let Some(index) = manifest.files.iter().position(|entry| entry.path == *read) else {
-            let first_mismatch = Some(Mismatch::Unlisted { path: (*read).to_owned() });
-            return Ok(ReadCheck { files_listed, rehashed: rehashed.into_inner(), first_mismatch });
-        };
-        rehashed.fetch_add(1, Ordering::Relaxed);
-        if let Some(mismatch) = check_in_order(dir, std::slice::from_ref(&manifest.files[index]))? {
-            return Ok(ReadCheck { files_listed, rehashed: rehashed.into_inner(), first_mismatch: Some(mismatch) });
-        }
-        read_indices.push(index);
-    }
+    let read_indices = match check_reads(dir, &manifest, reads)? {
+        Ok(indices) => indices,
+        Err(mismatch) => return Ok(ReadCheck { files_listed, rehashed: reads.len(), first_mismatch: Some(mismatch) }),
+    };
+    let rehashed = AtomicUsize::new(read_indices.len());
     let stamps = Stamps::read(dir, &manifest_sha256, files_listed);
     let first_mismatch = first_difference(&manifest.files, &|start, part| {
         let mut buffer = vec![0u8; HASH_BUFFER];
@@ -159,6 +150,32 @@ pub fn check_before_reading(dir: &Path, reads: &[&str]) -> Result<ReadCheck, Evi
         Ok(None)
     })?;
     Ok(ReadCheck { files_listed, rehashed: rehashed.into_inner(), first_mismatch })
+}
+
+/// The first half of [`check_before_reading`] alone: each of `reads` listed and re-hashing to its listed
+/// SHA-256, no other file looked at. For looks back over many earlier runs (diff's noise floor, report's
+/// chart), which read one file of each and must not read a changed one, at the cost of that file.
+pub fn check_read_files(dir: &Path, reads: &[&str]) -> Result<Option<Mismatch>, EvidenceError> {
+    let manifest = read_manifest(&dir.join(MANIFEST_FILE))?;
+    Ok(check_reads(dir, &manifest, reads)?.err())
+}
+
+/// Each of `reads` must be listed (else [`Mismatch::Unlisted`]) and re-hash to its listed SHA-256; their
+/// indices in the manifest, or the first difference.
+fn check_reads(dir: &Path, manifest: &Manifest, reads: &[&str]) -> Result<Result<Vec<usize>, Mismatch>, EvidenceError> {
+    let mut buffer = vec![0u8; HASH_BUFFER];
+    let mut indices = Vec::with_capacity(reads.len());
+    for read in reads {
+        // Searched, not bisected: the manifest is written sorted, but an edited one need not be.
+        let Some(index) = manifest.files.iter().position(|entry| entry.path == *read) else {
+            return Ok(Err(Mismatch::Unlisted { path: (*read).to_owned() }));
+        };
+        if let Some(mismatch) = check_one(dir, &manifest.files[index], &mut buffer)? {
+            return Ok(Err(mismatch));
+        }
+        indices.push(index);
+    }
+    Ok(Ok(indices))
 }
 
 /// The manifest (checked as [`read_manifest`] checks it) and the SHA-256 of its bytes, which the stat file

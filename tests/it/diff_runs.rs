@@ -163,6 +163,38 @@ async fn a_changed_byte_in_the_evidence_makes_diff_verify_and_archive_refuse_nam
     assert!(text(&archive).contains("httpdump/PHR-11/response.body"), "{}", text(&archive));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_run_whose_status_changed_is_left_out_of_the_noise_floor_and_named() {
+    // Arrange: three runs; the earliest one's status.json is edited (a timing widened) after its seal, as if
+    // to widen the noise floor and hide a slowdown.
+    let artifacts = tempfile::tempdir().expect("temp dir");
+    let environment = DemoEnvironment::start(None).await.expect("demo server starts");
+    let earliest = run_against(&environment, artifacts.path(), &phr_seq()).await;
+    let before = run_against(&environment, artifacts.path(), &phr_seq()).await;
+    let after = run_against(&environment, artifacts.path(), &phr_seq()).await;
+    environment.stop().await;
+    let diff = |run_ids: &[&str]| connrun(artifacts.path(), &[&["--json", "diff"], run_ids].concat());
+    let ids = [before.status.run_id.as_str(), after.status.run_id.as_str()];
+    let untouched = diff(&ids);
+    let status = earliest.dir.join("status.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).expect("read")).expect("json");
+    json["probes"][0]["timings"]["total_ms"] = serde_json::json!(99_999.0);
+    std::fs::write(&status, serde_json::to_vec_pretty(&json).expect("json")).expect("edit");
+
+    // Act
+    let edited = diff(&ids);
+
+    // Assert: the earlier run counted before the edit and not after, and the edit is named on stderr.
+    let noise_runs = |output: &std::process::Output| {
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("diff --json");
+        json["noise_runs"].as_u64().expect("noise_runs")
+    };
+    assert_eq!(noise_runs(&untouched), 2, "{}", text(&untouched));
+    assert_eq!(noise_runs(&edited), 1, "{}", text(&edited));
+    let stderr = String::from_utf8_lossy(&edited.stderr);
+    assert!(stderr.contains(&earliest.status.run_id) && stderr.contains("status.json: changed"), "{stderr}");
+}
+
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir") {
