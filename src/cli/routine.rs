@@ -79,14 +79,20 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> Result<Verdict, CliError> {
 
 /// `connrun history`.
 pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<Verdict, CliError> {
-    let (runs, skipped) = runindex::all_runs(&global.artifacts)?;
-    for problem in &skipped {
-        eprintln!("connrun history: skipped: {problem}");
-    }
     if let Some(output) = &args.html {
+        let (runs, skipped) = runindex::all_runs(&global.artifacts)?;
+        for problem in &skipped {
+            eprintln!("connrun history: skipped: {problem}");
+        }
         return history_html(global, args, &runs, output);
     }
-    let rows = crate::report::history::rows(&runs, args.template.as_deref(), args.last.map(usize::from), global.tz);
+    // One run at a time: the table keeps a row per run and one status per template and target.
+    let mut rows = crate::report::history::Rows::new(args.template.as_deref(), global.tz);
+    runindex::each_run(&global.artifacts, |run| match run {
+        Ok(run) => rows.push(run.status),
+        Err(problem) => eprintln!("connrun history: skipped: {problem}"),
+    })?;
+    let rows = rows.finish(args.last.map(usize::from));
     let text = views(global)?.render("history.md.tera", &json!({ "rows": rows }))?;
     emit(global, &json!({ "runs": rows }), &text)?;
     Ok(Verdict::Ok)

@@ -262,6 +262,27 @@ pub fn all_runs(artifacts: &Path) -> Result<(Vec<LoadedRun>, Vec<RunIndexError>)
     Ok((runs, skipped))
 }
 
+/// [`all_runs`] one run at a time: `visit` gets each finished run, oldest first by start time, read just
+/// before and dropped after, so a look over every run holds one of them at a time. The order comes from the
+/// first fields of each `status.json`; a run whose status cannot be read is visited as its error.
+pub fn each_run(
+    artifacts: &Path,
+    mut visit: impl FnMut(Result<LoadedRun, RunIndexError>),
+) -> Result<(), RunIndexError> {
+    let mut heads = Vec::new();
+    for dir in finished_run_dirs(artifacts)? {
+        match statusread::read_head(&dir.join(EvidenceLayout::STATUS)) {
+            Some(head) => heads.push((head.started_at, head.run_id, dir)),
+            None => visit(read_status(&dir).map(|status| LoadedRun { dir, status, parity: None })),
+        }
+    }
+    heads.sort();
+    for (_, _, dir) in heads {
+        visit(read_status(&dir).map(|status| LoadedRun { dir, status, parity: None }));
+    }
+    Ok(())
+}
+
 /// The finished runs of `template` against `target` that started no later than `until`, oldest first, as
 /// [`all_runs`] lists them; a run whose folder is in `held` (runs the caller has loaded already) is returned
 /// as [`Found::Held`] with its index in `held`. Only the first fields of each `status.json` are read to

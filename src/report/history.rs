@@ -8,7 +8,6 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::compare::runindex::LoadedRun;
 use crate::evidence::status::RunStatus;
 use crate::report::clock::Zone;
 use crate::report::items::{AuditSummary, evidence_root};
@@ -114,24 +113,47 @@ pub fn row(status: &RunStatus, previous: Option<&RunStatus>, zone: Zone) -> Hist
     }
 }
 
-/// The history rows, newest first: runs oldest-first in `runs`, optionally one template, at most `last`.
-pub fn rows(runs: &[LoadedRun], template: Option<&str>, last: Option<usize>, zone: Zone) -> Vec<HistoryRow> {
-    let selected: Vec<&LoadedRun> = runs.iter().filter(|r| template.is_none_or(|t| r.status.template == t)).collect();
-    let mut out: Vec<HistoryRow> = selected
-        .iter()
-        .enumerate()
-        .map(|(index, run)| {
-            let s = &run.status;
-            let previous =
-                selected[..index].iter().rev().find(|p| p.status.template == s.template && p.status.target == s.target);
-            row(s, previous.map(|p| &p.status), zone)
-        })
-        .collect();
-    out.reverse();
-    if let Some(last) = last {
-        out.truncate(last);
+/// The history rows, newest first, built one run at a time (runs come oldest first), optionally of one
+/// template, at most `last` ([`Rows::finish`]). Each run is compared with the previous run of its template
+/// and target and only that one is kept, so a history of many large runs holds one status per template and
+/// target, not every run.
+#[derive(Debug)]
+pub struct Rows<'t> {
+    /// Only runs of this template, when given.
+    template: Option<&'t str>,
+    /// How times are shown.
+    zone: Zone,
+    /// The newest run seen of each template and target.
+    previous: std::collections::HashMap<(String, String), RunStatus>,
+    /// The rows so far, oldest first.
+    rows: Vec<HistoryRow>,
+}
+
+impl<'t> Rows<'t> {
+    /// An empty history of `template`'s runs (every template's when None).
+    pub fn new(template: Option<&'t str>, zone: Zone) -> Self {
+        Self { template, zone, previous: Default::default(), rows: Vec::new() }
     }
-    out
+
+    /// Adds the next run (runs come oldest first).
+    pub fn push(&mut self, status: RunStatus) {
+        if self.template.is_some_and(|t| status.template != t) {
+            return;
+        }
+        let kind = (status.template.clone(), status.target.clone());
+        self.rows.push(row(&status, self.previous.get(&kind), self.zone));
+        self.previous.insert(kind, status);
+    }
+
+    /// The rows, newest first, at most `last` of them.
+    pub fn finish(self, last: Option<usize>) -> Vec<HistoryRow> {
+        let mut out = self.rows;
+        out.reverse();
+        if let Some(last) = last {
+            out.truncate(last);
+        }
+        out
+    }
 }
 
 /// Request phases charted across runs, in wire order.
@@ -171,5 +193,48 @@ mod tests {
         assert!(row.changed.is_empty());
         assert_eq!(row.retried, vec![format!("{} 再試行 1 回", clean.probes[0].id)]);
         assert!(super::row(&clean, None, Zone::default()).retried.is_empty());
+    }
+
+    #[test]
+    fn each_row_is_compared_with_the_previous_run_of_its_own_template_and_target() {
+        // Arrange: runs of two targets interleaved, oldest first; the second run of `a` moves a probe.
+        let run = |id: &str, target: &str, code: Option<u16>| {
+            let mut status = crate::evidence::status::sample_status();
+            status.run_id = id.to_owned();
+            status.target = target.to_owned();
+            status.probes[0].http_status = code;
+            status
+        };
+        let mut rows = Rows::new(None, Zone::default());
+
+        // Act
+        for status in [run("R1", "a", Some(200)), run("R2", "b", Some(200)), run("R3", "a", Some(500))] {
+            rows.push(status);
+        }
+        let rows = rows.finish(None);
+
+        // Assert: newest first; R3 against R1 (not R2), R2 and R1 against nothing.
+        let previous: Vec<_> = rows.iter().map(|r| (r.run_id.as_str(), r.previous.as_deref())).collect();
+        assert_eq!(previous, [("R3", Some("R1")), ("R2", None), ("R1", None)]);
+        assert_eq!(rows[0].changed.len(), 1, "{:?}", rows[0].changed);
+        assert!(rows[1].changed.is_empty() && rows[2].changed.is_empty());
+    }
+
+    #[test]
+    fn a_template_filter_and_last_keep_the_newest_rows_of_that_template() {
+        let run = |id: &str, template: &str| {
+            let mut status = crate::evidence::status::sample_status();
+            status.run_id = id.to_owned();
+            status.template = template.to_owned();
+            status
+        };
+        let mut rows = Rows::new(Some("t"), Zone::default());
+        for status in [run("R1", "t"), run("R2", "u"), run("R3", "t"), run("R4", "t")] {
+            rows.push(status);
+        }
+
+        let ids: Vec<_> = rows.finish(Some(2)).into_iter().map(|r| r.run_id).collect();
+
+        assert_eq!(ids, ["R4", "R3"]);
     }
 }
